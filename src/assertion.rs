@@ -1,0 +1,1 @@
+//! assertion (work in progress).

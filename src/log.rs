@@ -1,0 +1,1 @@
+//! log (work in progress).

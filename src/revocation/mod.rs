@@ -1,0 +1,1 @@
+//! Revocation and sessions in Redis (work in progress).

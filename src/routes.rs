@@ -1,0 +1,1 @@
+//! routes (work in progress).
