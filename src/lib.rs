@@ -8,6 +8,7 @@
 pub mod error;
 pub mod http;
 pub mod vars;
+pub mod identity;
 
 pub mod jwt;
 pub mod revocation;
