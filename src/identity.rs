@@ -26,6 +26,19 @@ pub enum CredentialKind {
     Session,
 }
 
+/// Where in the request the credential was found (so forwarding can remove it from there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialLocation {
+    /// `Authorization: Bearer …`.
+    Authorization,
+    /// A named request header (lower-case name), value is the bare token.
+    Header(String),
+    /// A named cookie.
+    Cookie(String),
+    /// A named query parameter.
+    Query(String),
+}
+
 /// The caller, as decided by the gateway.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {
