@@ -4,10 +4,10 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value as Json};
 
@@ -20,6 +20,9 @@ use super::stats::Stats;
 
 /// Time allowed to receive a request body once its headers arrived.
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How much of an oversized body is read and discarded before giving up on the connection.
+const DRAIN_CAP_BYTES: usize = 64 * 1024 * 1024;
 
 /// Everything a request handler needs, shared by all connections.
 pub struct App {
@@ -208,26 +211,35 @@ async fn serve_admin(app: &App, endpoint: AdminEndpoint, request: Request<Incomi
 }
 
 /// Reads the whole body, refusing more than `max_body_bytes` (413) and slow senders (408).
+/// An oversized body is read on and thrown away (up to [`DRAIN_CAP_BYTES`]) so that the
+/// client, still writing, receives the 413 instead of a broken pipe.
 async fn read_body(app: &App, request: Request<Incoming>) -> Result<Bytes, Reply> {
-    let too_large = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("ERR request body larger than {} bytes", app.max_body_bytes),
-        )
+    let limit = app.max_body_bytes;
+    let reading = async move {
+        let mut body = request.into_body();
+        let mut kept = BytesMut::new();
+        let mut seen: usize = 0;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
+                return Err(error(StatusCode::BAD_REQUEST, "ERR could not read the request body"));
+            };
+            let Ok(data) = frame.into_data() else { continue };
+            seen = seen.saturating_add(data.len());
+            if seen > limit.saturating_add(DRAIN_CAP_BYTES) {
+                break;
+            }
+            if seen <= limit {
+                kept.extend_from_slice(&data);
+            }
+        }
+        if seen > limit {
+            Err(error(StatusCode::PAYLOAD_TOO_LARGE, &format!("ERR request body larger than {limit} bytes")))
+        } else {
+            Ok(kept.freeze())
+        }
     };
-    let declared = request
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > u64::try_from(app.max_body_bytes).unwrap_or(u64::MAX)) {
-        return Err(too_large());
-    }
-    let limited = Limited::new(request.into_body(), app.max_body_bytes);
-    match tokio::time::timeout(BODY_READ_TIMEOUT, limited.collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Ok(Err(_)) => Err(error(StatusCode::BAD_REQUEST, "ERR could not read the request body")),
+    match tokio::time::timeout(BODY_READ_TIMEOUT, reading).await {
+        Ok(result) => result,
         Err(_) => Err(error(StatusCode::REQUEST_TIMEOUT, "ERR request body not received in time")),
     }
 }
