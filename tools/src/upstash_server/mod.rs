@@ -7,7 +7,11 @@
 //!   `{"error": …}` when Redis discarded the transaction.
 //! - `Authorization: Bearer <token>` or `?_token=` (401 otherwise), `Upstash-Encoding: base64`,
 //!   503 when Redis cannot be reached or does not answer in time, 404/405 for other paths/methods,
-//!   413 over 10 MB.
+//!   413 over 10 MB. `Content-Type` is not checked (Upstash also accepts curl's form type),
+//!   so parameters such as `; charset=utf-8` are fine; `Upstash-Response-Format` and
+//!   `upstash-sync-token` are ignored.
+//! - Commands that would leave state on a pooled connection (MULTI, EXEC, WATCH, SELECT,
+//!   SUBSCRIBE, CLIENT, …) are refused with a Redis-style `ERR` error.
 //! - With `admin`: `GET /__stats`, `POST /__stats/reset`, `POST /__fault` (see [`Fault`]).
 //!
 //! ```no_run

@@ -12,7 +12,8 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Counts one HTTP request to `/`, `/pipeline` or `/multi-exec` (whatever its outcome).
+    /// Counts one POST to `/`, `/pipeline` or `/multi-exec`, whatever its outcome
+    /// (401, 400, injected fault or success); other methods (405) are not counted.
     pub fn add_request(&self) {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
