@@ -43,16 +43,21 @@ return {1, raw, perms, count, renewed}
 "#;
 
 /// Creates a session, enforcing the per-subject limit. Sessions that expired are first dropped
-/// from the subject's set.
+/// from the subject's set. The score is the creation time, nudged by 1 ms past the newest
+/// existing score so sessions created in the same second keep their order (oldest first).
 ///
 /// KEYS[1] session key, KEYS[2] subject's sessions set. ARGV: 1 session JSON, 2 TTL secs,
 /// 3 creation time (score), 4 token hash, 5 max sessions (0 = unlimited), 6 policy
 /// (`evict_oldest` | `refuse`), 7 session key prefix.
 /// Returns `{1, evicted}` or `{-1, live}` when refused.
 pub const SESSION_CREATE: &str = r#"
-local members = redis.call('ZRANGE', KEYS[2], 0, -1)
+local members = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
 local live = {}
-for _, h in ipairs(members) do
+local score = tonumber(ARGV[3])
+for i = 1, #members, 2 do
+  local h = members[i]
+  local sc = tonumber(members[i + 1])
+  if sc >= score then score = sc + 0.001 end
   if redis.call('EXISTS', ARGV[7] .. h) == 1 then table.insert(live, h) else redis.call('ZREM', KEYS[2], h) end
 end
 local max = tonumber(ARGV[5])
@@ -66,7 +71,7 @@ if max > 0 and #live >= max then
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+redis.call('ZADD', KEYS[2], score, ARGV[4])
 return {1, evicted}
 "#;
 
