@@ -370,3 +370,49 @@ fn unreachable_server_or_bad_token_is_a_one_line_error() {
     assert!(!out.status.success());
     assert!(stderr_of(&out).contains("--limit-policy"), "{}", stderr_of(&out));
 }
+
+#[test]
+fn mint_signs_with_every_key_family() {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+    let dir = std::env::temp_dir().join(format!("edge-auth-cli-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let openssl = |args: &[&str]| {
+        let st = Command::new("openssl").args(args).current_dir(&dir).stderr(Stdio::null()).status().expect("openssl is needed to make test keys");
+        assert!(st.success(), "openssl {args:?}");
+    };
+    openssl(&["genpkey", "-algorithm", "ed25519", "-out", "ed.pem"]);
+    openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "ec.pem"]);
+    openssl(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "rsa.pem"]);
+    for name in ["ed", "ec", "rsa"] {
+        openssl(&["pkey", "-in", &format!("{name}.pem"), "-pubout", "-out", &format!("{name}.pub")]);
+    }
+    for (alg, name) in [(Algorithm::EdDSA, "ed"), (Algorithm::ES256, "ec"), (Algorithm::RS256, "rsa"), (Algorithm::PS256, "rsa")] {
+        let key = dir.join(format!("{name}.pem"));
+        let out = Command::new(CLI)
+            .args(["mint", "--alg", &format!("{alg:?}"), "--key", key.to_str().unwrap(), "--kid", "k1", "--iss", ISS, "--sub", "u", "--aud", "api", "--typ", "at+jwt", "--claim", "scope=a b"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{alg:?}: {}", stderr_of(&out));
+        let token = String::from_utf8(out.stdout).unwrap();
+        let public = std::fs::read(dir.join(format!("{name}.pub"))).unwrap();
+        let dk = match name {
+            "ed" => DecodingKey::from_ed_pem(&public),
+            "ec" => DecodingKey::from_ec_pem(&public),
+            _ => DecodingKey::from_rsa_pem(&public),
+        }
+        .unwrap();
+        let mut v = Validation::new(alg);
+        v.set_audience(&["api"]);
+        v.set_issuer(&[ISS]);
+        let data = jsonwebtoken::decode::<Value>(token.trim(), &dk, &v).unwrap_or_else(|e| panic!("{alg:?}: {e}"));
+        assert_eq!(data.header.kid.as_deref(), Some("k1"));
+        assert_eq!(data.header.typ.as_deref(), Some("at+jwt"));
+        assert_eq!(data.claims["scope"], "a b");
+        assert_eq!(data.claims["jti"].as_str().unwrap().len(), 32);
+    }
+    // A PEM key of the wrong family is a one-line error.
+    let out = Command::new(CLI).args(["mint", "--alg", "ES256", "--key", dir.join("rsa.pem").to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    assert_eq!(stderr_of(&out).lines().count(), 1, "{}", stderr_of(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+}
