@@ -1,2 +1,3 @@
 
 pub mod upstash_server;
+pub mod cli;
