@@ -321,3 +321,225 @@ pub fn scopes(claims: &Map<String, Value>, scope_claim: Option<&str>) -> Vec<Str
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jwt::header::b64url_encode;
+    use crate::jwt::host_crypto::HostVerifier;
+    use crate::jwt::jwks_cache::tests::FakeHttp;
+    use futures::executor::block_on;
+    use serde_json::json;
+    use std::collections::HashMap;
+
+    const NOW: u64 = 1_700_000_000;
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+    const ED1_PRIV: &str = "302e020100300506032b657004220420b7ec1a8cbb20bdb5973f4b7217ecc21b8bd19c084048da7acfa74a893ae011da";
+    const ED1_X: &str = "qemTesJ2qT2UY7VjJ4NxSoS6XXHgqUHEd5M1tATLX7I";
+    const ED2_PRIV: &str = "302e020100300506032b65700422042012a06fa5ebc89931ae0d598d93c1a83f8c349dc2c355e83eb44fd387a83f0fc2";
+    const ED2_X: &str = "IPGkAux8ZI_R_SGXB6yDJIX-UNSSQDTfO8eSKxjKyM8";
+    const EC_PRIV: &str = "308187020100301306072a8648ce3d020106082a8648ce3d030107046d306b020101042065c92e9ce902953d289fc741f8dd961ab43255717ac59778a6005abd913f5394a1440342000467fd8507e312654f6f343c60d1ca628b1b864528d6eb8b18ab9e0a238ab99e4a59267ed89e51c081d8a68b89a40fcf69b6bd6358efd996a68b46495796876e88";
+    const EC_PEM: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEZ/2FB+MSZU9vNDxg0cpiixuGRSjW\n64sYq54KI4q5nkpZJn7YnlHAgdimi4mkD89ptr1jWO/ZlqaLRklXloduiA==\n-----END PUBLIC KEY-----\n";
+    const JWKS_URL: &str = "https://id.example/jwks.json";
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    /// Signs arbitrary header and payload JSON.
+    fn sign(header: Value, payload: Value, alg: Algorithm) -> String {
+        use jsonwebtoken::{crypto, EncodingKey};
+        let input = format!("{}.{}", b64url_encode(header.to_string().as_bytes()), b64url_encode(payload.to_string().as_bytes()));
+        let (key, jalg) = match alg {
+            Algorithm::HS256 => (EncodingKey::from_secret(SECRET.as_bytes()), jsonwebtoken::Algorithm::HS256),
+            Algorithm::ES256 => (EncodingKey::from_ec_der(&hex(EC_PRIV)), jsonwebtoken::Algorithm::ES256),
+            _ => unreachable!(),
+        };
+        format!("{input}.{}", crypto::sign(input.as_bytes(), &key, jalg).unwrap())
+    }
+    fn sign_ed(priv_hex: &str, header: Value, payload: Value) -> String {
+        let input = format!("{}.{}", b64url_encode(header.to_string().as_bytes()), b64url_encode(payload.to_string().as_bytes()));
+        let key = jsonwebtoken::EncodingKey::from_ed_der(&hex(priv_hex));
+        format!("{input}.{}", jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::EdDSA).unwrap())
+    }
+    fn claims(iss: &str) -> Value {
+        json!({"iss": iss, "aud": "api", "sub": "u1", "exp": NOW + 600, "iat": NOW - 5, "jti": "j1", "scope": "read write", "scp": ["write", "admin"]})
+    }
+    fn jwks_doc(keys: &[(&str, &str)]) -> String {
+        let keys: Vec<Value> = keys.iter().map(|(kid, x)| json!({"kty":"OKP","crv":"Ed25519","kid":kid,"x":x})).collect();
+        json!({ "keys": keys }).to_string()
+    }
+
+    fn verifier(extra: &[(&str, &str)]) -> Verifier {
+        let issuers = json!([
+            {"issuer": "https://static.example", "audiences": ["api"],
+             "hmac_secrets": [{"kid": "h1", "alg": "HS256", "secret_var": "JWT_SECRET"}],
+             "pem_keys": [{"kid": "e1", "pem": EC_PEM}],
+             "refresh_typ": "refresh+jwt", "typ": "at+jwt"},
+            {"issuer": "https://id.example", "audiences": ["api", "web"], "jwks_uri": JWKS_URL,
+             "refresh_claim": {"name": "token_use", "value": "refresh"}}
+        ]);
+        let mut vars: HashMap<String, String> =
+            [("ISSUERS", issuers.to_string().as_str()), ("JWT_SECRET", SECRET)].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        for (k, v) in extra {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        Verifier::new(JwtConfig::from_vars(&vars).unwrap())
+    }
+    fn run(v: &Verifier, token: &str, now: u64, http: &FakeHttp) -> Result<VerifiedToken, Reason> {
+        block_on(v.verify(token, now, &HostVerifier, http)).map_err(|r| r.reason)
+    }
+    fn at() -> Value {
+        json!({"alg": "HS256", "kid": "h1", "typ": "at+jwt"})
+    }
+
+    #[test]
+    fn hmac_and_pem_keys_verify() {
+        let v = verifier(&[]);
+        let http = FakeHttp::default();
+        let t = run(&v, &sign(at(), claims("https://static.example"), Algorithm::HS256), NOW, &http).unwrap();
+        assert_eq!(t.issuer, "https://static.example");
+        assert_eq!((t.subject.as_deref(), t.jti.as_deref(), t.exp, t.iat), (Some("u1"), Some("j1"), Some(NOW + 600), Some(NOW - 5)));
+        assert_eq!(t.scopes, vec!["read", "write", "admin"]);
+        assert_eq!((t.alg, t.is_refresh, t.cache_hit), (Algorithm::HS256, false, false));
+        let es = sign(json!({"alg":"ES256","kid":"e1","typ":"at+jwt"}), claims("https://static.example"), Algorithm::ES256);
+        assert_eq!(run(&v, &es, NOW, &http).unwrap().alg, Algorithm::ES256);
+        assert_eq!(http.count(), 0);
+    }
+
+    #[test]
+    fn refusals_map_to_reasons() {
+        let v = verifier(&[]);
+        let http = FakeHttp::default();
+        let good = sign(at(), claims("https://static.example"), Algorithm::HS256);
+        let mut tampered = good.clone();
+        tampered.pop();
+        tampered.push(if good.ends_with('A') { 'B' } else { 'A' });
+        assert_eq!(run(&v, &tampered, NOW, &http), Err(Reason::BadSignature));
+        assert_eq!(run(&v, &sign(at(), claims("https://other.example"), Algorithm::HS256), NOW, &http), Err(Reason::UnknownIssuer));
+        assert_eq!(run(&v, &sign(at(), json!({"aud":"api"}), Algorithm::HS256), NOW, &http), Err(Reason::MissingClaim));
+        assert_eq!(run(&v, &sign(at(), json!(["not", "object"]), Algorithm::HS256), NOW, &http), Err(Reason::MalformedToken));
+        assert_eq!(run(&v, &good, NOW + 700, &http), Err(Reason::Expired));
+        let wrong_kid = sign(json!({"alg":"HS256","kid":"zz","typ":"at+jwt"}), claims("https://static.example"), Algorithm::HS256);
+        assert_eq!(run(&v, &wrong_kid, NOW, &http), Err(Reason::UnknownKey));
+        // The EC key's kid with HS256: the EC key is pinned to ES256.
+        let confused = sign(json!({"alg":"HS256","kid":"e1","typ":"at+jwt"}), claims("https://static.example"), Algorithm::HS256);
+        assert_eq!(run(&v, &confused, NOW, &http), Err(Reason::AlgorithmNotAllowed));
+        let none = format!("{}.{}.", b64url_encode(br#"{"alg":"none"}"#), b64url_encode(claims("https://static.example").to_string().as_bytes()));
+        assert_eq!(run(&v, &none, NOW, &http), Err(Reason::AlgorithmNotAllowed));
+        let jwt_typ = sign(json!({"alg":"HS256","kid":"h1","typ":"JWT"}), claims("https://static.example"), Algorithm::HS256);
+        assert_eq!(run(&v, &jwt_typ, NOW, &http), Err(Reason::WrongType));
+        let crit = sign(json!({"alg":"HS256","kid":"h1","crit":["x"],"x":1}), claims("https://static.example"), Algorithm::HS256);
+        assert_eq!(run(&v, &crit, NOW, &http), Err(Reason::UnsupportedCritical));
+        assert_eq!(run(&v, "a.b.c.d.e", NOW, &http), Err(Reason::EncryptedToken));
+        let big = "a".repeat(8193);
+        assert_eq!(run(&v, &big, NOW, &http), Err(Reason::TokenTooLarge));
+        let mut c = claims("https://static.example");
+        c["exp"] = json!((NOW + 600).to_string());
+        assert_eq!(run(&v, &sign(at(), c, Algorithm::HS256), NOW, &http), Err(Reason::InvalidClaim));
+        let mut c = claims("https://static.example");
+        c["aud"] = json!("other");
+        assert_eq!(run(&v, &sign(at(), c, Algorithm::HS256), NOW, &http), Err(Reason::WrongAudience));
+        // An embedded jwk header is ignored: the attacker's key is never used.
+        let jwk_hdr = sign_ed(ED2_PRIV, json!({"alg":"EdDSA","jwk":{"kty":"OKP","crv":"Ed25519","x":ED2_X}}), claims("https://static.example"));
+        assert_eq!(run(&v, &jwk_hdr, NOW, &http), Err(Reason::UnknownKey));
+    }
+
+    #[test]
+    fn refresh_tokens_are_recognised() {
+        let v = verifier(&[]);
+        let http = FakeHttp::default();
+        let rt = sign(json!({"alg":"HS256","kid":"h1","typ":"refresh+jwt"}), claims("https://static.example"), Algorithm::HS256);
+        assert!(run(&v, &rt, NOW, &http).unwrap().is_refresh);
+        http.serve(JWKS_URL, &jwks_doc(&[("k1", ED1_X)]), "max-age=300");
+        let mut c = claims("https://id.example");
+        c["token_use"] = json!("refresh");
+        assert!(run(&v, &sign_ed(ED1_PRIV, json!({"alg":"EdDSA","kid":"k1"}), c), NOW, &http).unwrap().is_refresh);
+    }
+
+    #[test]
+    fn verified_token_cache_skips_only_the_signature() {
+        let v = verifier(&[]);
+        let http = FakeHttp::default();
+        let t = sign(at(), claims("https://static.example"), Algorithm::HS256);
+        assert!(!run(&v, &t, NOW, &http).unwrap().cache_hit);
+        assert!(run(&v, &t, NOW + 1, &http).unwrap().cache_hit);
+        // The entry ends at exp: within the leeway the token is verified again, not served from cache.
+        assert!(!run(&v, &t, NOW + 600, &http).unwrap().cache_hit);
+        assert_eq!(run(&v, &t, NOW + 660, &http), Err(Reason::Expired));
+        let off = verifier(&[("VERIFIED_TOKEN_CACHE_SIZE", "0")]);
+        run(&off, &t, NOW, &http).unwrap();
+        assert!(!run(&off, &t, NOW, &http).unwrap().cache_hit);
+    }
+
+    #[test]
+    fn jwks_rotation_without_failed_requests() {
+        let v = verifier(&[]);
+        let http = FakeHttp::default();
+        http.serve(JWKS_URL, &jwks_doc(&[("k1", ED1_X)]), "max-age=300");
+        let t1 = sign_ed(ED1_PRIV, json!({"alg":"EdDSA","kid":"k1"}), claims("https://id.example"));
+        assert!(run(&v, &t1, NOW, &http).is_ok());
+        assert_eq!(http.count(), 1);
+        // The IdP rotates: k2 appears, k1 stays for a while.
+        http.serve(JWKS_URL, &jwks_doc(&[("k1", ED1_X), ("k2", ED2_X)]), "max-age=300");
+        let mut c = claims("https://id.example");
+        c["jti"] = json!("j2");
+        let t2 = sign_ed(ED2_PRIV, json!({"alg":"EdDSA","kid":"k2"}), c);
+        // Within the cooldown of the first fetch a new kid is unknown…
+        assert_eq!(run(&v, &t2, NOW + 10, &http), Err(Reason::UnknownKey));
+        // …after it, one refetch finds it.
+        assert!(run(&v, &t2, NOW + 30, &http).is_ok());
+        assert_eq!(http.count(), 2);
+        assert!(run(&v, &t2, NOW + 31, &http).is_ok());
+        assert_eq!(http.count(), 2);
+        // k1 is removed; at the next refresh its tokens stop verifying.
+        http.serve(JWKS_URL, &jwks_doc(&[("k2", ED2_X)]), "max-age=300");
+        let mut c = claims("https://id.example");
+        c["jti"] = json!("j3");
+        let t1b = sign_ed(ED1_PRIV, json!({"alg":"EdDSA","kid":"k1"}), c);
+        assert!(run(&v, &t1b, NOW + 340, &http).is_ok(), "stale keys served while revalidating");
+        let due = v.take_background_refreshes();
+        assert_eq!(due.len(), 1);
+        block_on(v.run_background_refresh(&due[0], NOW + 340, &http)).unwrap();
+        assert!(v.take_background_refreshes().is_empty());
+        let mut c = claims("https://id.example");
+        c["jti"] = json!("j4");
+        let t1c = sign_ed(ED1_PRIV, json!({"alg":"EdDSA","kid":"k1"}), c);
+        assert_eq!(run(&v, &t1c, NOW + 341, &http), Err(Reason::UnknownKey));
+    }
+
+    #[test]
+    fn keys_unavailable_is_503() {
+        let v = verifier(&[]);
+        let http = FakeHttp::default();
+        http.down.set(true);
+        let t = sign_ed(ED1_PRIV, json!({"alg":"EdDSA","kid":"k1"}), claims("https://id.example"));
+        let e = block_on(v.verify(&t, NOW, &HostVerifier, &http)).unwrap_err();
+        assert_eq!((e.reason, e.reason.status()), (Reason::KeysUnavailable, 503));
+        assert_eq!(http.requests.borrow()[0].timeout_ms, 3000);
+    }
+
+    #[test]
+    fn scope_claim_and_defaults() {
+        let c = json!({"scope": "a b  a", "scp": "c", "roles": ["x", "y"]});
+        let m = c.as_object().unwrap();
+        assert_eq!(scopes(m, None), vec!["a", "b", "c"]);
+        assert_eq!(scopes(m, Some("roles")), vec!["x", "y"]);
+    }
+
+    #[test]
+    fn config_defaults_and_errors() {
+        let cfg = JwtConfig::from_vars(&HashMap::<String, String>::new()).unwrap();
+        assert_eq!((cfg.max_token_bytes, cfg.leeway, cfg.token_cache_size), (8192, 60, 1024));
+        assert_eq!(cfg.jwks, JwksSettings::default());
+        assert_eq!(cfg.token_sources, vec![TokenSource::Authorization]);
+        let e = JwtConfig::from_vars(&[("JWT_LEEWAY", "soon")]).unwrap_err();
+        assert_eq!(e.field, "JWT_LEEWAY");
+        let e = JwtConfig::from_vars(&[("TOKEN_SOURCES", "body:x")]).unwrap_err();
+        assert_eq!(e.field, "TOKEN_SOURCES");
+        let e = JwtConfig::from_vars(&[("JWKS_MIN_TTL", "100"), ("JWKS_MAX_TTL", "50")]).unwrap_err();
+        assert_eq!(e.field, "JWKS_MIN_TTL");
+        let e = JwtConfig::from_vars(&[("ISSUERS", r#"[{"issuer":"https://x","jwks_uri":"https://x/j"}]"#)]).unwrap_err();
+        assert_eq!(e.field, "ISSUERS[0].audiences");
+    }
+}
