@@ -23,6 +23,7 @@ use crate::http::RequestHead;
 use crate::identity::Identity;
 use crate::vars::{ConfigError, Vars};
 
+pub use parse::is_scope_token;
 pub use path::{AmbiguousPath, PathPattern};
 
 /// How a route authenticates its requests.

@@ -154,8 +154,8 @@ fn parse_host(h: &str) -> Result<HostPattern, String> {
     Err(format!("{h:?} is not a host name or '*.' followed by one (no port, no scheme)"))
 }
 
-/// RFC 6749 scope-token: %x21 / %x23-5B / %x5D-7E.
-pub(crate) fn is_scope_token(s: &str) -> bool {
+/// Whether `s` is an RFC 6749 scope-token (%x21 / %x23-5B / %x5D-7E: no space, `"` or `\`).
+pub fn is_scope_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
