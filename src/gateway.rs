@@ -1,53 +1,395 @@
-//! The filter: given a request head, decide to forward it (with a plan) or to refuse it.
-//! Ok(plan) forwards, Err(refusal) answers — the glue only carries the decision out.
+//! The filter: given a request head, decide to forward it (with a plan), to refuse it, or to
+//! answer it at the edge (the assertion JWKS, logout). Ok(plan) forwards, Err(refusal)
+//! answers — the glue only carries the decision out.
+//!
+//! Order per request: edge endpoints → route rule → CORS preflight → credential extraction →
+//! verification (JWT or session) → token use and issuer allowed by the rule → revocation (one
+//! Redis round trip or none) → scopes → forwarding plan (+ signed assertion).
 
-use crate::error::Refusal;
-use crate::http::{HttpClient, RequestHead};
+use std::rc::Rc;
+
+use crate::assertion::{self, AssertionConfig};
+use crate::error::{Reason, Refusal};
+use crate::forward::{self, ForwardConfig, ForwardPlan};
+use crate::http::{HttpClient, HttpRequest, RequestHead};
+use crate::identity::{CredentialKind, CredentialLocation, Identity, RevocationStatus};
+use crate::jwt::crypto::SignatureVerifier;
+use crate::jwt::jwks_cache::{JwksStore, NoJwksStore};
+use crate::jwt::{JwksRefresh, JwtConfig, VerifiedToken, Verifier};
 use crate::log::RequestLog;
-use crate::vars::{get_trimmed, ConfigError, Vars};
+use crate::revocation::{Credential, JwtCredential, Revocation, RevocationConfig, Session};
+use crate::routes::{AuthMode, RouteTable, Rule};
+use crate::vars::{get_bool, get_trimmed, ConfigError, Vars};
 
-/// Exactly what reaches the origin: the URL, and the header edits applied to the client's headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ForwardPlan {
-    pub url: String,
-    pub remove_headers: Vec<String>,
-    pub set_headers: Vec<(String, String)>,
-}
+/// Path where the edge publishes the public key of its signed assertion.
+pub const ASSERTION_JWKS_PATH: &str = assertion::JWKS_PATH;
 
 /// What the glue must do with the request.
 #[derive(Debug)]
 pub enum Outcome {
+    /// Send the request on, changed as the plan says.
     Forward(ForwardPlan),
-    Respond(Refusal),
+    /// Answer with this refusal.
+    Refuse(Refusal),
+    /// Answer at the edge with a JSON body (JWKS, logout).
+    Serve { status: u16, body: String },
 }
 
-/// Per-isolate gateway: validated configuration and caches.
-pub struct Gateway {
-    origin: String,
+/// Work to run after the response (`ctx.waitUntil`): Redis writes such as sliding-session
+/// renewal, and JWKS refreshes that became due.
+#[derive(Debug, Default)]
+pub struct Background {
+    pub requests: Vec<HttpRequest>,
+    pub jwks: Vec<JwksRefresh>,
+}
+
+impl Background {
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_empty() && self.jwks.is_empty()
+    }
+}
+
+/// The gateway's decision for one request, with its log line and background work.
+#[derive(Debug)]
+pub struct Decision {
+    pub outcome: Outcome,
+    pub log: RequestLog,
+    pub background: Background,
+}
+
+/// Edge endpoints for logging out (`LOGOUT_PATH`, `LOGOUT_ALL_PATH`; `POST` only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogoutConfig {
+    /// `LOGOUT_PATH` (default `/auth/logout`): revokes the presented credential (blacklists the
+    /// JWT's `jti`, or deletes the session). Empty string disables it.
+    pub path: Option<String>,
+    /// `LOGOUT_ALL_PATH` (default `/auth/logout-all`): sets the subject cutoff (every token of
+    /// the subject issued before now is void) or ends every session of the subject.
+    pub all_path: Option<String>,
+}
+
+/// Per-isolate gateway: validated configuration and per-isolate caches.
+pub struct Gateway<S: JwksStore = NoJwksStore> {
     realm: String,
+    routes: RouteTable,
+    forward: ForwardConfig,
+    jwt: Rc<Verifier<S>>,
+    revocation: Option<Rc<Revocation>>,
+    assertion: Option<AssertionConfig>,
+    logout: LogoutConfig,
+    /// `SELFTEST_ENDPOINT` (default false): enables `POST /__edge-auth/vectors`, which runs
+    /// signature test vectors through the production verifier. For tests only.
+    selftest: bool,
 }
 
-impl Gateway {
-    pub fn from_vars(vars: &dyn Vars) -> Result<Gateway, ConfigError> {
-        let origin = get_trimmed(vars, "ORIGIN_URL").ok_or_else(|| ConfigError::new("ORIGIN_URL", "is required"))?;
-        if RequestHead::split_url(&origin).is_none() {
-            return Err(ConfigError::new("ORIGIN_URL", "must be an absolute http(s) URL"));
+/// Path of the test-vector endpoint (enabled only by `SELFTEST_ENDPOINT=true`).
+pub const SELFTEST_PATH: &str = "/__edge-auth/vectors";
+
+fn optional_path(vars: &dyn Vars, name: &str, default: &str) -> Result<Option<String>, ConfigError> {
+    match vars.get(name) {
+        Some(v) if v.trim().is_empty() => Ok(None),
+        Some(v) if !v.trim().starts_with('/') => Err(ConfigError::new(name, "must start with /")),
+        Some(v) => Ok(Some(v.trim().to_string())),
+        None => Ok(Some(default.to_string())),
+    }
+}
+
+impl Gateway<NoJwksStore> {
+    /// Reads and validates the whole configuration; the error names the wrong field.
+    pub fn from_vars(vars: &dyn Vars) -> Result<Self, ConfigError> {
+        Gateway::with_store(vars, NoJwksStore)
+    }
+}
+
+impl<S: JwksStore> Gateway<S> {
+    /// Like [`Gateway::from_vars`], sharing fetched JWKS documents through `store`.
+    pub fn with_store(vars: &dyn Vars, store: S) -> Result<Self, ConfigError> {
+        let forward = ForwardConfig::from_vars(vars)?;
+        let routes = RouteTable::from_vars(vars)?;
+        let jwt = JwtConfig::from_vars(vars)?;
+        let revocation = RevocationConfig::from_vars(vars)?;
+        for (i, rule) in routes.rules().iter().enumerate() {
+            if rule.auth.checks_revocation() && revocation.is_none() {
+                return Err(ConfigError::new(
+                    "UPSTASH_REDIS_REST_URL",
+                    format!("required: route {} (ROUTES[{i}]) uses auth {}", rule.name, rule.auth.as_str()),
+                ));
+            }
+            if matches!(rule.auth, AuthMode::Jwt | AuthMode::JwtRevocation | AuthMode::Refresh) && jwt.issuers.is_empty() {
+                return Err(ConfigError::new(
+                    "ISSUERS",
+                    format!("required: route {} (ROUTES[{i}]) uses auth {}", rule.name, rule.auth.as_str()),
+                ));
+            }
         }
-        let realm = get_trimmed(vars, "AUTH_REALM").unwrap_or_else(|| "edge-auth".to_string());
-        Ok(Gateway { origin: origin.trim_end_matches('/').to_string(), realm })
+        let assertion = AssertionConfig::from_vars(vars)?;
+        let logout = LogoutConfig {
+            path: optional_path(vars, "LOGOUT_PATH", "/auth/logout")?,
+            all_path: optional_path(vars, "LOGOUT_ALL_PATH", "/auth/logout-all")?,
+        };
+        Ok(Gateway {
+            realm: get_trimmed(vars, "AUTH_REALM").unwrap_or_else(|| "edge-auth".to_string()),
+            routes,
+            forward,
+            jwt: Rc::new(Verifier::with_store(jwt, store)),
+            revocation: revocation.map(|c| Rc::new(Revocation::new(c))),
+            assertion,
+            logout,
+            selftest: get_bool(vars, "SELFTEST_ENDPOINT", false)?,
+        })
     }
 
+    /// `realm` of `WWW-Authenticate` (`AUTH_REALM`, default `edge-auth`).
     pub fn realm(&self) -> &str {
         &self.realm
     }
 
-    pub async fn decide<H: HttpClient>(&self, head: &RequestHead, _now: u64, _client_ip: Option<&str>, _http: &H) -> (Outcome, RequestLog) {
-        let log = RequestLog::new("-", &head.method, &head.path);
-        let mut url = format!("{}{}", self.origin, head.path);
-        if let Some(q) = &head.query {
-            url.push('?');
-            url.push_str(q);
-        }
-        (Outcome::Forward(ForwardPlan { url, remove_headers: vec![], set_headers: vec![] }), log)
+    /// The JWT verifier (shared with background JWKS refreshes).
+    pub fn verifier(&self) -> Rc<Verifier<S>> {
+        self.jwt.clone()
     }
+
+    /// Whether the test-vector endpoint is on.
+    pub fn selftest_enabled(&self) -> bool {
+        self.selftest
+    }
+
+    /// Decides what happens to one request. `clock` gives milliseconds (for timings only);
+    /// `now` is Unix seconds for every validity decision.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn decide<C: SignatureVerifier, H: HttpClient>(
+        &self,
+        head: &RequestHead,
+        now: u64,
+        request_id: &str,
+        client_ip: Option<&str>,
+        crypto: &C,
+        http: &H,
+        clock: &dyn Fn() -> f64,
+    ) -> Decision {
+        let mut log = RequestLog::new(request_id, &head.method, &head.path);
+        let mut background = Background::default();
+        let outcome = match self.run(head, now, request_id, client_ip, crypto, http, clock, &mut log, &mut background).await {
+            Ok(outcome) => outcome,
+            Err(refusal) => {
+                log.refused(&refusal);
+                Outcome::Refuse(refusal)
+            }
+        };
+        if let Outcome::Serve { status, .. } = &outcome {
+            log.decision = "serve";
+            log.status = *status;
+        }
+        background.jwks.extend(self.jwt.take_background_refreshes());
+        Decision { outcome, log, background }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run<C: SignatureVerifier, H: HttpClient>(
+        &self,
+        head: &RequestHead,
+        now: u64,
+        request_id: &str,
+        client_ip: Option<&str>,
+        crypto: &C,
+        http: &H,
+        clock: &dyn Fn() -> f64,
+        log: &mut RequestLog,
+        background: &mut Background,
+    ) -> Result<Outcome, Refusal> {
+        // Edge endpoints.
+        if head.path == ASSERTION_JWKS_PATH && head.method == "GET" {
+            if let Some(cfg) = &self.assertion {
+                return Ok(Outcome::Serve { status: 200, body: assertion::jwks_json(cfg) });
+            }
+        }
+        if head.method == "POST" {
+            let all = self.logout.all_path.as_deref() == Some(head.path.as_str());
+            if all || self.logout.path.as_deref() == Some(head.path.as_str()) {
+                return self.logout(head, now, all, crypto, http, log).await;
+            }
+        }
+
+        let rule = self.routes.resolve(head).map_err(Refusal::from)?;
+        log.rule = Some(rule.name.clone());
+        if rule.auth == AuthMode::Public || rule.lets_preflight_through(head) {
+            return Ok(Outcome::Forward(self.plan(head, rule, None, None, request_id, client_ip, now)));
+        }
+
+        let extracted = self.jwt.extract(head)?;
+        let (identity, credential) = if rule.auth == AuthMode::Session {
+            let identity = self.session_identity(&extracted.token, now, http, clock, log, background).await?;
+            (identity, extracted.location)
+        } else {
+            let started = clock();
+            let verified = self.jwt.verify(&extracted.token, now, crypto, http).await;
+            log.verify_ms = Some(clock() - started);
+            let verified = verified?;
+            log.token_cache_hit = Some(verified.cache_hit);
+            log.subject = verified.subject.clone();
+            log.credential = Some(if verified.is_refresh { "refresh_token" } else { "access_token" });
+            if !rule.allows_issuer(&verified.issuer) {
+                return Err(Reason::UnknownIssuer.into());
+            }
+            if verified.is_refresh != (rule.auth == AuthMode::Refresh) {
+                return Err(Reason::WrongTokenUse.into());
+            }
+            let mut identity = jwt_identity(verified);
+            if rule.auth.checks_revocation() {
+                let cred = jwt_credential(&identity);
+                let outcome = self.check_revocation(&cred, now, http, clock, log).await?;
+                identity.permissions = outcome.permissions;
+                identity.revocation = outcome.status;
+                background.requests.extend(outcome.deferred);
+            }
+            (identity, extracted.location)
+        };
+        rule.check_scopes(&identity)?;
+        Ok(Outcome::Forward(self.plan(head, rule, Some(&identity), Some(&credential), request_id, client_ip, now)))
+    }
+
+    async fn check_revocation<H: HttpClient>(
+        &self,
+        cred: &Credential,
+        now: u64,
+        http: &H,
+        clock: &dyn Fn() -> f64,
+        log: &mut RequestLog,
+    ) -> Result<crate::revocation::CheckOutcome, Refusal> {
+        let rev = self.revocation.as_ref().ok_or(Reason::ConfigInvalid)?;
+        let started = clock();
+        let outcome = rev.check(cred, now, http).await;
+        log.redis_ms = Some(clock() - started);
+        match &outcome {
+            Ok(o) => {
+                log.redis_round_trips = Some(o.round_trips);
+                log.revocation = Some(forward::revocation_value(&o.status));
+            }
+            Err(_) => log.redis_round_trips = Some(if rev.last_failure().is_some() { 1 } else { 0 }),
+        }
+        outcome
+    }
+
+    async fn session_identity<H: HttpClient>(
+        &self,
+        token: &str,
+        now: u64,
+        http: &H,
+        clock: &dyn Fn() -> f64,
+        log: &mut RequestLog,
+        background: &mut Background,
+    ) -> Result<Identity, Refusal> {
+        log.credential = Some("session");
+        let cred = Credential::Session { token: token.to_string() };
+        let outcome = self.check_revocation(&cred, now, http, clock, log).await?;
+        let session: Session = outcome.session.ok_or(Reason::SessionNotFound)?;
+        log.subject = Some(session.subject.clone());
+        background.requests.extend(outcome.deferred);
+        let mut claims = serde_json::Map::new();
+        claims.insert("sub".into(), session.subject.clone().into());
+        if let Some(d) = &session.device {
+            claims.insert("device".into(), d.clone().into());
+        }
+        claims.insert("roles".into(), session.roles.clone().into());
+        claims.insert("created".into(), session.created.into());
+        claims.insert("expires".into(), session.expires.into());
+        Ok(Identity {
+            kind: CredentialKind::Session,
+            subject: session.subject.clone(),
+            issuer: "session".to_string(),
+            claims,
+            scopes: session.roles.clone(),
+            permissions: outcome.permissions,
+            device: session.device.clone(),
+            revocation: outcome.status,
+        })
+    }
+
+    /// `POST LOGOUT_PATH` / `LOGOUT_ALL_PATH`: verifies the presented credential, then revokes it
+    /// (or the subject) with one Redis write. The credential is never forwarded.
+    async fn logout<C: SignatureVerifier, H: HttpClient>(
+        &self,
+        head: &RequestHead,
+        now: u64,
+        all: bool,
+        crypto: &C,
+        http: &H,
+        log: &mut RequestLog,
+    ) -> Result<Outcome, Refusal> {
+        log.rule = Some(if all { "logout-all" } else { "logout" }.to_string());
+        let rev = self.revocation.as_ref().ok_or(Reason::NoRoute)?;
+        let extracted = self.jwt.extract(head)?;
+        let token = extracted.token.as_str();
+        let (request, commands, revoked) = if crate::revocation::session::looks_like_session_token(token) {
+            let outcome = rev.check(&Credential::Session { token: token.to_string() }, now, http).await?;
+            let session = outcome.session.ok_or(Reason::SessionNotFound)?;
+            log.subject = Some(session.subject.clone());
+            if all {
+                (rev.end_all_sessions_request(&session.subject), 1, "sessions")
+            } else {
+                (rev.end_session_request(&session), 1, "session")
+            }
+        } else {
+            let v = self.jwt.verify(token, now, crypto, http).await?;
+            log.subject = v.subject.clone();
+            let sub = v.subject.clone().ok_or(Reason::MissingClaim)?;
+            if all {
+                (rev.revoke_subject_request(&v.issuer, &sub, now, None), 1, "subject")
+            } else {
+                let jti = v.jti.clone().filter(|j| !j.is_empty()).ok_or(Reason::MissingClaim)?;
+                let exp = v.exp.unwrap_or(now);
+                (rev.revoke_jwt_request(&v.issuer, &sub, &jti, exp, now, self.jwt.config().leeway), 1, "token")
+            }
+        };
+        let resp = http.send(request).await.map_err(|_| Refusal::new(Reason::RevocationUnavailable))?;
+        crate::revocation::parse_write_reply(&resp, commands).map_err(|_| Refusal::new(Reason::RevocationUnavailable))?;
+        log.redis_round_trips = Some(1);
+        Ok(Outcome::Serve { status: 200, body: serde_json::json!({ "revoked": revoked }).to_string() })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn plan(
+        &self,
+        head: &RequestHead,
+        rule: &Rule,
+        identity: Option<&Identity>,
+        credential: Option<&CredentialLocation>,
+        request_id: &str,
+        client_ip: Option<&str>,
+        now: u64,
+    ) -> ForwardPlan {
+        let mut plan = forward::plan(&self.forward, head, identity, credential, rule.keep_credential, request_id, client_ip);
+        if let Some(cfg) = &self.assertion {
+            let header = assertion::for_plan(cfg, &self.forward, &plan, &head.method, identity, request_id, now);
+            plan.set_headers.push(header);
+        }
+        plan
+    }
+}
+
+fn jwt_identity(v: VerifiedToken) -> Identity {
+    let device = ["sid", "device"].iter().find_map(|k| v.claims.get(*k).and_then(|d| d.as_str()).map(str::to_string));
+    Identity {
+        kind: if v.is_refresh { CredentialKind::RefreshToken } else { CredentialKind::AccessToken },
+        subject: v.subject.clone().unwrap_or_default(),
+        issuer: v.issuer.clone(),
+        claims: v.claims,
+        scopes: v.scopes,
+        permissions: Vec::new(),
+        device,
+        revocation: RevocationStatus::NotRequired,
+    }
+}
+
+fn jwt_credential(id: &Identity) -> Credential {
+    let num = |k: &str| id.claims.get(k).and_then(|v| v.as_u64());
+    Credential::Jwt(JwtCredential {
+        issuer: id.issuer.clone(),
+        subject: id.subject.clone(),
+        jti: id.claims.get("jti").and_then(|v| v.as_str()).map(str::to_string),
+        iat: num("iat"),
+        exp: num("exp"),
+        is_refresh: id.kind == CredentialKind::RefreshToken,
+        device: id.device.clone(),
+    })
 }

@@ -10,7 +10,9 @@ use wasm_bindgen_futures::JsFuture;
 use worker::{event, Context, Env};
 
 use crate::error::{Reason, Refusal};
-use crate::gateway::{Gateway, Outcome};
+use crate::gateway::{Decision, Gateway, Outcome, SELFTEST_PATH};
+use crate::jwt::vectors;
+use crate::jwt::webcrypto::WebCryptoVerifier;
 use crate::http::{FetchError, HttpClient, HttpRequest, HttpResponse, RequestHead};
 use crate::log::RequestLog;
 use crate::vars::{ConfigError, Vars};
@@ -18,6 +20,8 @@ use crate::vars::{ConfigError, Vars};
 thread_local! {
     /// Parsed once per isolate; a bad config stays bad until the next deploy.
     static GATEWAY: RefCell<Option<Rc<Result<Gateway, ConfigError>>>> = const { RefCell::new(None) };
+    /// WebCrypto verifier: imported CryptoKeys are cached for the isolate's life.
+    static CRYPTO: Rc<WebCryptoVerifier> = Rc::new(WebCryptoVerifier::new());
 }
 
 struct EnvVars<'a>(&'a Env);
@@ -114,14 +118,25 @@ fn plain_response(status: u16, headers: &[(String, String)], body: &str) -> work
     Ok(web_sys::Response::new_with_opt_str_and_init(Some(body), &init)?)
 }
 
-fn refusal_response(gw: Option<&Gateway>, refusal: &Refusal) -> worker::Result<web_sys::Response> {
-    let realm = gw.map(|g| g.realm()).unwrap_or("edge-auth");
+fn refusal_response(realm: &str, refusal: &Refusal) -> worker::Result<web_sys::Response> {
     let r = refusal.to_response(realm);
     plain_response(r.status, &r.headers, &r.body)
 }
 
+/// A random request id (16 bytes, hex) when the platform gave none (`cf-ray`).
+fn request_id(head: &RequestHead) -> String {
+    if let Some(ray) = head.header("cf-ray").filter(|r| r.len() <= 64 && r.bytes().all(|b| b.is_ascii_graphic())) {
+        return ray.to_string();
+    }
+    let mut bytes = [0u8; 16];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        bytes = (js_sys::Math::random().to_bits() as u128).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[event(fetch)]
-async fn fetch(req: worker::Request, env: Env, _ctx: Context) -> worker::Result<web_sys::Response> {
+async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     let started = now_ms();
     let raw: &web_sys::Request = req.inner();
     let gw = gateway(&env);
@@ -134,17 +149,39 @@ async fn fetch(req: worker::Request, env: Env, _ctx: Context) -> worker::Result<
             log.config_error = Some(err.to_string());
             log.total_ms = now_ms() - started;
             worker::console_log!("{}", log.to_json());
-            return refusal_response(None, &Refusal::new(Reason::ConfigInvalid));
+            return refusal_response("edge-auth", &Refusal::new(Reason::ConfigInvalid));
         }
     };
     let Some(head) = request_head(raw) else {
-        return refusal_response(Some(gw), &Refusal::new(Reason::MalformedRequest));
+        return refusal_response(gw.realm(), &Refusal::new(Reason::MalformedRequest));
     };
+    let rid = request_id(&head);
+    if gw.selftest_enabled() && head.path == SELFTEST_PATH && head.method == "POST" {
+        return selftest(raw, head.query.as_deref().unwrap_or("")).await;
+    }
     let client_ip = head.header("cf-connecting-ip").map(str::to_string);
     let now = (started / 1000.0) as u64;
-    let (outcome, mut log) = gw.decide(&head, now, client_ip.as_deref(), &WorkerFetch).await;
+    let crypto = CRYPTO.with(|c| c.clone());
+    let Decision { outcome, mut log, background } =
+        gw.decide(&head, now, &rid, client_ip.as_deref(), &*crypto, &WorkerFetch, &now_ms).await;
+    if !background.is_empty() {
+        let verifier = gw.verifier();
+        ctx.wait_until(async move {
+            for r in background.requests {
+                let _ = WorkerFetch.send(r).await;
+            }
+            for j in background.jwks {
+                let _ = verifier.run_background_refresh(&j, now, &WorkerFetch).await;
+            }
+        });
+    }
     let result = match outcome {
-        Outcome::Respond(refusal) => refusal_response(Some(gw), &refusal),
+        Outcome::Refuse(refusal) => refusal_response(gw.realm(), &refusal),
+        Outcome::Serve { status, body } => plain_response(
+            status,
+            &[("content-type".into(), "application/json".into()), ("cache-control".into(), "no-store".into())],
+            &body,
+        ),
         Outcome::Forward(plan) => {
             let origin_started = now_ms();
             let sent = forward(raw, &plan).await;
@@ -157,7 +194,7 @@ async fn fetch(req: worker::Request, env: Env, _ctx: Context) -> worker::Result<
                 Err(_) => {
                     let refusal = Refusal::new(Reason::OriginUnreachable);
                     log.refused(&refusal);
-                    refusal_response(Some(gw), &refusal)
+                    refusal_response(gw.realm(), &refusal)
                 }
             }
         }
@@ -167,9 +204,38 @@ async fn fetch(req: worker::Request, env: Env, _ctx: Context) -> worker::Result<
     result
 }
 
+/// `POST /__edge-auth/vectors?kind=wycheproof|rfc7520&name=<file stem>` with the vector file as
+/// the body: runs it through the production verifier (WebCrypto) and answers the report.
+/// Only when `SELFTEST_ENDPOINT=true`.
+async fn selftest(raw: &web_sys::Request, query: &str) -> worker::Result<web_sys::Response> {
+    let param = |k: &str| query.split('&').find_map(|kv| kv.strip_prefix(k).and_then(|r| r.strip_prefix('='))).unwrap_or("");
+    let text = JsFuture::from(raw.text()?).await?.as_string().unwrap_or_default();
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return plain_response(400, &[], "body is not JSON");
+    };
+    let crypto = CRYPTO.with(|c| c.clone());
+    let name = param("name");
+    let report = if param("kind") == "rfc7520" {
+        vectors::run_rfc7520(name, &doc, &*crypto).await
+    } else {
+        vectors::run_wycheproof(name, &doc, &*crypto).await
+    };
+    let body = serde_json::json!({
+        "summary": report.summary(),
+        "valid_ok": report.valid_ok,
+        "invalid_rejected": report.invalid_rejected,
+        "acceptable_accepted": report.acceptable_accepted,
+        "acceptable_rejected": report.acceptable_rejected,
+        "deviations": report.deviations,
+        "skipped": report.skipped.len(),
+        "failures": report.failures,
+    });
+    plain_response(200, &[("content-type".into(), "application/json".into())], &body.to_string())
+}
+
 /// Sends the request on: the runtime's own Request is reused (body streamed, never buffered),
 /// only the URL and the headers named by the plan change.
-async fn forward(orig: &web_sys::Request, plan: &crate::gateway::ForwardPlan) -> Result<web_sys::Response, wasm_bindgen::JsValue> {
+async fn forward(orig: &web_sys::Request, plan: &crate::forward::ForwardPlan) -> Result<web_sys::Response, wasm_bindgen::JsValue> {
     let headers = web_sys::Headers::new_with_headers(&orig.headers())?;
     for name in &plan.remove_headers {
         headers.delete(name)?;
