@@ -366,7 +366,9 @@ class Bench:
             self.results.append(res)
             if row.kind == "passthrough" and res.ok:
                 # No row can outrun the pass-through: size the cold pools on its rate.
-                self.cold_pool = min(a.max_cold_tokens, int(res.rps * a.duration * 1.15) + 1000)
+                # Margin for a noisy pass-through run; reuse is still measured and reported.
+                rate = max(res.rps * 1.5, 3000)
+                self.cold_pool = min(a.max_cold_tokens, int(rate * a.duration) + 1000)
         if not a.no_wrangler:
             if "edge" in self.bundle_errors:
                 self.wrangler = ("error", self.bundle_errors["edge"])
@@ -414,7 +416,7 @@ class Bench:
         for tid, text, verdict in overall:
             print(f"{tid} {text}: {verdict}")
         for name, files in self.sizes.items():
-            parts = ", ".join(f"{f} {raw / 1024:.0f} KiB raw / {gz / 1024:.0f} KiB gzip"
+            parts = ", ".join(f"{f} {raw:,} B raw / {gz:,} B gzip"
                               for f, (raw, gz) in files.items())
             print(f"size {name}: {parts}")
         if self.wrangler and self.wrangler[0] == "ok":
@@ -489,6 +491,19 @@ class Bench:
             md.append("- nothing: every row ran")
         if self.bundle_errors:
             md += [f"- {v}" for v in self.bundle_errors.values()]
+        invalid = [r for r in self.results if r.ok and (r.non_2xx or r.socket_errors or not r.probes_ok)]
+        if invalid:
+            md += ["", "Rows that ran but whose numbers are not those of a working gateway "
+                   "(they cannot PASS a target):", ""]
+            for r in invalid:
+                why = []
+                if not r.probes_ok:
+                    why.append("probes " + ", ".join(f"{k} -> HTTP {st}" for k, (st, g) in r.probes.items() if not g))
+                if r.non_2xx:
+                    why.append(f"{r.non_2xx} non-2xx answers")
+                if r.socket_errors:
+                    why.append(f"{r.socket_errors} socket errors")
+                md.append(f"- {r.row.label}: {'; '.join(why)}")
         if interrupted:
             md.append("- the run was interrupted; rows after the last one listed did not run")
         with open(a.out, "w") as f:
