@@ -1,0 +1,84 @@
+"""The rows of the benchmark and what each one measured."""
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .tokens import ALGS
+
+# Redis round trips per request each mode should cost (checked, never assumed).
+EXPECTED_RT = {
+    ("none", "hot"): None,
+    ("revocation", "cold"): 1.0,
+    ("revocation", "hot"): 1.0,
+    ("cache", "cold"): 1.0,  # every token new: every request a cache miss
+    ("cache", "hot"): 0.0,   # one token, cached during warm-up: every request a hit
+}
+
+
+@dataclass
+class Row:
+    """One target: which worker, which algorithm, which tokens, which revocation mode."""
+
+    key: str
+    label: str
+    kind: str  # "passthrough" | "jose" | "edge"
+    alg: Optional[str] = None
+    tokens: str = "hot"  # "hot": one repeated token; "cold": a new token every request
+    mode: str = "none"  # "none" | "revocation" (every request asks Redis) | "cache" (REVOCATION_CACHE_SECS=60)
+
+    @property
+    def needs_redis(self):
+        """Whether the row needs the Upstash REST server."""
+        return self.kind != "passthrough"
+
+    @property
+    def expected_rt(self):
+        """Redis round trips per request this row must show, or None when not a target."""
+        return EXPECTED_RT.get((self.mode, self.tokens))
+
+
+@dataclass
+class Result:
+    """What one row measured, or why it could not be measured."""
+
+    row: Row
+    error: Optional[str] = None
+    rps: Optional[float] = None
+    requests: int = 0
+    p50_ms: Optional[float] = None
+    p99_ms: Optional[float] = None
+    cpu_us_per_req: Optional[float] = None
+    redis_rt_per_req: Optional[float] = None
+    redis_cmds_per_req: Optional[float] = None
+    non_2xx: int = 0
+    statuses: dict = field(default_factory=dict)
+    socket_errors: int = 0
+    rss_mb: Optional[float] = None
+    startup_s: Optional[float] = None
+    token_pool: Optional[int] = None  # distinct tokens cycled through
+    reused_fraction: float = 0.0  # share of requests that reused a token (cold rows)
+    probes: dict = field(default_factory=dict)  # name -> (status, expected-ok)
+
+    @property
+    def ok(self):
+        """Measured, and every request was answered 2xx."""
+        return self.error is None and self.rps is not None
+
+    @property
+    def probes_ok(self):
+        """Every functional probe answered as a working gateway must."""
+        return all(good for _, good in self.probes.values())
+
+
+def all_rows(algs=ALGS):
+    """Every row in run order: pass-through, jose per alg, then edge-auth per alg and mode."""
+    rows = [Row("passthrough", "pass-through JS", "passthrough")]
+    for alg in algs:
+        rows.append(Row(f"jose-{alg}", f"jose {alg} cold, revocation", "jose", alg, "cold", "revocation"))
+    for alg in algs:
+        for mode in ("revocation", "cache"):
+            for tok in ("cold", "hot"):
+                what = "revocation" if mode == "revocation" else "cache 60s"
+                rows.append(Row(f"edge-{alg}-{tok}-{mode}", f"edge-auth {alg} {tok}, {what}",
+                                "edge", alg, tok, mode))
+    return rows
