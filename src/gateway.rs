@@ -6,6 +6,7 @@
 //! verification (JWT or session) → token use and issuer allowed by the rule → revocation (one
 //! Redis round trip or none) → scopes → forwarding plan (+ signed assertion).
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use crate::assertion::{self, AssertionConfig};
@@ -258,14 +259,12 @@ impl<S: JwksStore> Gateway<S> {
     ) -> Result<crate::revocation::CheckOutcome, Refusal> {
         let rev = self.revocation.as_ref().ok_or(Reason::ConfigInvalid)?;
         let started = clock();
-        let outcome = rev.check(cred, now, http).await;
+        let counting = Counting { inner: http, sent: Cell::new(0) };
+        let outcome = rev.check(cred, now, &counting).await;
         log.redis_ms = Some(clock() - started);
-        match &outcome {
-            Ok(o) => {
-                log.redis_round_trips = Some(o.round_trips);
-                log.revocation = Some(forward::revocation_value(&o.status));
-            }
-            Err(_) => log.redis_round_trips = Some(if rev.last_failure().is_some() { 1 } else { 0 }),
+        log.redis_round_trips = Some(counting.sent.get());
+        if let Ok(o) = &outcome {
+            log.revocation = Some(forward::revocation_value(&o.status));
         }
         outcome
     }
@@ -364,6 +363,19 @@ impl<S: JwksStore> Gateway<S> {
             plan.set_headers.push(header);
         }
         plan
+    }
+}
+
+/// Counts the HTTP calls a check makes (the log's `redis_round_trips` is measured, not assumed).
+struct Counting<'a, H> {
+    inner: &'a H,
+    sent: Cell<u32>,
+}
+
+impl<H: HttpClient> HttpClient for Counting<'_, H> {
+    async fn send(&self, req: HttpRequest) -> Result<crate::http::HttpResponse, crate::http::FetchError> {
+        self.sent.set(self.sent.get() + 1);
+        self.inner.send(req).await
     }
 }
 

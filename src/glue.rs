@@ -11,7 +11,9 @@ use worker::{event, Context, Env};
 
 use crate::error::{Reason, Refusal};
 use crate::gateway::{Decision, Gateway, Outcome, SELFTEST_PATH};
+use crate::jwt::jwks_cache::{JwksStore, StoredDoc};
 use crate::jwt::vectors;
+use sha2::Digest;
 use crate::jwt::webcrypto::WebCryptoVerifier;
 use crate::http::{FetchError, HttpClient, HttpRequest, HttpResponse, RequestHead};
 use crate::log::RequestLog;
@@ -19,7 +21,7 @@ use crate::vars::{ConfigError, Vars};
 
 thread_local! {
     /// Parsed once per isolate; a bad config stays bad until the next deploy.
-    static GATEWAY: RefCell<Option<Rc<Result<Gateway, ConfigError>>>> = const { RefCell::new(None) };
+    static GATEWAY: RefCell<Option<Rc<Result<Gateway<CacheJwksStore>, ConfigError>>>> = const { RefCell::new(None) };
     /// WebCrypto verifier: imported CryptoKeys are cached for the isolate's life.
     static CRYPTO: Rc<WebCryptoVerifier> = Rc::new(WebCryptoVerifier::new());
 }
@@ -33,12 +35,58 @@ impl Vars for EnvVars<'_> {
     }
 }
 
-fn gateway(env: &Env) -> Rc<Result<Gateway, ConfigError>> {
+fn gateway(env: &Env) -> Rc<Result<Gateway<CacheJwksStore>, ConfigError>> {
     GATEWAY.with(|cell| {
         cell.borrow_mut()
-            .get_or_insert_with(|| Rc::new(Gateway::from_vars(&EnvVars(env))))
+            .get_or_insert_with(|| Rc::new(Gateway::with_store(&EnvVars(env), CacheJwksStore)))
             .clone()
     })
+}
+
+/// Shares fetched JWKS and discovery documents across isolates of this colo through the
+/// Workers Cache API. The entry outlives freshness by `JWKS_MAX_STALE`-like slack so that
+/// stale-if-error works for a fresh isolate too; the JWKS cache decides what is fresh.
+pub struct CacheJwksStore;
+
+/// `worker::Cache::default()` unwraps `caches`; make sure the runtime has it first.
+fn caches_available() -> bool {
+    js_sys::Reflect::has(&js_sys::global(), &"caches".into()).unwrap_or(false)
+}
+
+const JWKS_CACHE_SLACK_SECS: u64 = 86_400;
+
+fn jwks_cache_key(url: &str) -> String {
+    let hex: String = sha2::Sha256::digest(url.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    format!("https://edge-auth.internal/jwks/{hex}")
+}
+
+impl JwksStore for CacheJwksStore {
+    async fn load(&self, url: &str) -> Option<StoredDoc> {
+        if !caches_available() {
+            return None;
+        }
+        let cache = worker::Cache::default();
+        let mut resp = cache.get(jwks_cache_key(url), true).await.ok()??;
+        let num = |h: &str| resp.headers().get(h).ok().flatten().and_then(|v| v.parse::<u64>().ok());
+        let (fetched_at, max_age) = (num("x-fetched-at")?, num("x-max-age")?);
+        let body = resp.text().await.ok()?;
+        Some(StoredDoc { body, fetched_at, max_age })
+    }
+
+    async fn save(&self, url: &str, doc: &StoredDoc) {
+        let headers = worker::Headers::new();
+        let ttl = doc.max_age.saturating_add(JWKS_CACHE_SLACK_SECS);
+        let _ = headers.set("cache-control", &format!("public, max-age={ttl}"));
+        let _ = headers.set("x-fetched-at", &doc.fetched_at.to_string());
+        let _ = headers.set("x-max-age", &doc.max_age.to_string());
+        if !caches_available() {
+            return;
+        }
+        let Ok(resp) = worker::Response::ok(doc.body.clone()).map(|r| r.with_headers(headers)) else {
+            return;
+        };
+        let _ = worker::Cache::default().put(jwks_cache_key(url), resp).await;
+    }
 }
 
 fn now_ms() -> f64 {
