@@ -5,7 +5,8 @@
 //! - an unreachable origin answers 502 with a JSON error `"reason":"origin_unreachable"`;
 //! - an invalid configuration answers 500 with a generic JSON error `"reason":"config_invalid"`
 //!   that does not echo the bad value;
-//! - stopping the stack (or the test process going away) leaves no process behind.
+//! - stopping the stack (closing the launcher's stdin, as when the test process goes away),
+//!   SIGTERM to the launcher, or even SIGKILL to it, leaves no process behind.
 //!
 //! Needs the built worker (`build/`, or `EDGE_AUTH_BUNDLE_DIR`) and the tools
 //! (`cargo build -p edge-auth-tools`).
@@ -18,10 +19,16 @@ use common::{sha256_hex, Stack};
 /// gateway's routing vars go here once they exist; empty means the worker's defaults.
 const PUBLIC_VARS: &[(&str, &str)] = &[];
 
-/// A closed port on 127.0.0.1: bound, read and released.
+/// A port on 127.0.0.1 where nothing listens. Taken below 1024, where the kernel never hands
+/// out ports to `bind(0)`, so no other stack of this test binary can take it meanwhile.
 fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+    for port in [1u16, 7, 9, 13, 19, 37, 79] {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return port,
+            _ => continue,
+        }
+    }
+    panic!("no closed port below 1024 on 127.0.0.1");
 }
 
 /// 1 MiB of bytes that are not all alike (a body corrupted by a shift or a truncation changes
@@ -169,4 +176,31 @@ fn sigterm_to_the_launcher_leaves_no_process_behind() {
     assert_eq!(code, Some(0), "launcher stderr: {stderr}");
     let after = stack.live_processes();
     assert!(after.is_empty(), "still alive after SIGTERM: {after:?}");
+}
+
+#[test]
+fn a_launcher_killed_without_teardown_leaves_no_process_behind() {
+    let stack = Stack::start(PUBLIC_VARS);
+    assert!(stack.live_processes().iter().any(|(_, n)| n.starts_with("workerd")), "{:?}", stack.live_processes());
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &stack.info.launcher_pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let (code, _) = stack.stop();
+    assert_eq!(code, None, "the launcher should have died of SIGKILL");
+    // Its watchdog sends SIGTERM to every group at once, SIGKILL 2 s later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
+    let mut left = stack.live_processes();
+    while !left.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        left = stack.live_processes();
+    }
+    assert!(left.is_empty(), "still alive 8 s after the launcher was killed: {left:?}");
+    let logs_dir = std::path::Path::new(&stack.info.logs_dir);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while logs_dir.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!logs_dir.exists(), "the watchdog left {}", logs_dir.display());
 }

@@ -4,7 +4,8 @@
 //!
 //! Shared by the `edge-auth-dev` command and the end-to-end tests (which run that command with
 //! `--json`). Start it from a thread that lives as long as the stack: children are tied to the
-//! spawning thread with `PR_SET_PDEATHSIG` (see [`child`]).
+//! spawning thread with `PR_SET_PDEATHSIG` (see [`child`]). If the process that started the
+//! stack dies without tearing it down, a [`watchdog`] kills every process group it left.
 //!
 //! ```no_run
 //! use edge_auth_tools::stack::{Stack, StackOptions};
@@ -20,6 +21,7 @@ pub mod locate;
 pub mod probe;
 pub mod procs;
 pub mod vars;
+pub mod watchdog;
 pub mod wrangler;
 
 use std::path::PathBuf;
@@ -33,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 pub use banner::{banner, print_banner};
 use child::ManagedChild;
+use watchdog::Watchdog;
 pub use error::StackError;
 
 /// How to start the stack. `Default` gives the documented defaults.
@@ -79,7 +82,7 @@ impl Default for StackOptions {
 /// One started process, as reported in [`StackInfo::processes`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessInfo {
-    /// `redis`, `upstash`, `origin` or `wrangler`.
+    /// `watchdog`, `redis`, `upstash`, `origin` or `wrangler`.
     pub name: String,
     /// Its pid.
     pub pid: u32,
@@ -113,6 +116,7 @@ pub struct StackInfo {
 pub struct Stack {
     info: StackInfo,
     children: Vec<ManagedChild>,
+    watchdog: Option<Watchdog>,
     logs_dir: PathBuf,
     keep_logs: bool,
     torn_down: bool,
@@ -150,6 +154,8 @@ impl Stack {
         let origin_bin = locate::sibling_tool("test-origin", "TEST_ORIGIN_BIN")?;
 
         let logs_dir = make_logs_dir()?;
+        let watchdog = Watchdog::start((!opts.keep_logs).then_some(logs_dir.as_path()))?;
+        let watchdog_pid = watchdog.pid();
         let mut stack = Stack {
             info: StackInfo {
                 worker: String::new(),
@@ -159,9 +165,10 @@ impl Stack {
                 redis_port: 0,
                 logs_dir: logs_dir.to_string_lossy().into_owned(),
                 launcher_pid: std::process::id(),
-                processes: Vec::new(),
+                processes: vec![ProcessInfo { name: "watchdog".to_string(), pid: watchdog_pid, pgid: watchdog_pid as i32 }],
             },
             children: Vec::new(),
+            watchdog: Some(watchdog),
             logs_dir: logs_dir.clone(),
             keep_logs: opts.keep_logs,
             torn_down: false,
@@ -251,35 +258,62 @@ impl Stack {
         let config = logs_dir.join("wrangler.toml");
         std::fs::write(&config, wrangler::config_toml(main, &vars))
             .map_err(|e| StackError::io(format!("writing {}", config.display()), e))?;
-        let port = match opts.worker_port {
-            Some(p) => p,
-            None => probe::free_port().map_err(|e| StackError::io("finding a free port", e))?,
-        };
-        let inspector_port = probe::free_port().map_err(|e| StackError::io("finding a free port", e))?;
         let state_dir = logs_dir.join("wrangler-state");
         std::fs::create_dir_all(&state_dir).map_err(|e| StackError::io("creating the wrangler state directory", e))?;
-        let cmd = wrangler::dev_command(&wrangler::DevArgs {
-            wrangler: wrangler_bin,
-            config: &config,
-            port,
-            inspector_port,
-            log_level: &opts.log_level,
-            state_dir: &state_dir,
-        });
-        let child = ManagedChild::spawn("wrangler", cmd, &logs_dir, false)?;
-        self.push(child);
-        self.wait_worker(port, opts.ready_timeout, cancelled)?;
+        // A free port can be taken by someone else before workerd binds it: then wrangler
+        // exits with "Address already in use", and we try again with other ports.
+        let mut attempt = 0;
+        let port = loop {
+            attempt += 1;
+            let port = match opts.worker_port {
+                Some(p) => p,
+                None => probe::free_port().map_err(|e| StackError::io("finding a free port", e))?,
+            };
+            let inspector_port = probe::free_port().map_err(|e| StackError::io("finding a free port", e))?;
+            let cmd = wrangler::dev_command(&wrangler::DevArgs {
+                wrangler: wrangler_bin,
+                config: &config,
+                port,
+                inspector_port,
+                log_level: &opts.log_level,
+                state_dir: &state_dir,
+            });
+            let child = ManagedChild::spawn("wrangler", cmd, &logs_dir, false)?;
+            self.push(child);
+            match self.wait_worker(port, opts.ready_timeout, cancelled) {
+                Ok(()) => break port,
+                Err(e) if attempt < 3 && opts.worker_port.is_none() && !e.cancelled && self.last_lost_port_race() => {
+                    if let Some(mut c) = self.children.pop() {
+                        let _ = child::terminate_all(std::slice::from_mut(&mut c), TERM_GRACE);
+                        let _ = std::fs::rename(&c.stdout_log, logs_dir.join(format!("wrangler.attempt{attempt}.stdout.log")));
+                        let _ = std::fs::rename(&c.stderr_log, logs_dir.join(format!("wrangler.attempt{attempt}.stderr.log")));
+                    }
+                    self.info.processes.pop();
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         self.info.worker = format!("http://127.0.0.1:{port}");
         Ok(())
     }
 
     fn push(&mut self, child: ManagedChild) {
+        if let Some(w) = self.watchdog.as_mut() {
+            w.watch(child.pgid);
+        }
         self.info.processes.push(ProcessInfo { name: child.name.to_string(), pid: child.pid(), pgid: child.pgid });
         self.children.push(child);
     }
 
     fn last_exited(&mut self) -> bool {
         self.children.last_mut().is_some_and(|c| c.exit_status().is_some())
+    }
+
+    /// True if the last child (wrangler) exited because its port was taken.
+    fn last_lost_port_race(&mut self) -> bool {
+        let Some(c) = self.children.last_mut() else { return false };
+        c.exit_status().is_some() && c.log_tails(50).contains("Address already in use")
     }
 
     fn wait_redis(&mut self, port: u16, timeout: Duration, cancelled: &dyn Fn() -> bool) -> Result<(), StackError> {
@@ -306,10 +340,12 @@ impl Stack {
             if cancelled() {
                 return Err(StackError::cancelled());
             }
-            if probe::http_status(port, "/", Duration::from_secs(10)).is_some() {
+            let Some(child) = self.children.last_mut() else { return Err(StackError::msg("wrangler was not started")) };
+            // Only ask once wrangler's own processes hold the port: a free port picked a moment
+            // ago may have gone to someone else, whose answer would prove nothing.
+            if procs::group_listens_on(child.pgid, port) && probe::http_status(port, "/", Duration::from_secs(10)).is_some() {
                 return Ok(());
             }
-            let Some(child) = self.children.last_mut() else { return Err(StackError::msg("wrangler was not started")) };
             child.ensure_running("starting")?;
             if Instant::now() >= deadline {
                 return Err(StackError::child(
@@ -351,6 +387,9 @@ impl Stack {
         }
         self.torn_down = true;
         let left = child::terminate_all(&mut self.children, TERM_GRACE);
+        if let Some(mut w) = self.watchdog.take() {
+            w.dismiss();
+        }
         if left.is_empty() && !self.keep_logs {
             let _ = std::fs::remove_dir_all(&self.logs_dir);
         }

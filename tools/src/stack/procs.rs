@@ -70,6 +70,40 @@ pub fn live_descendants(pid: i32) -> Vec<i32> {
     found
 }
 
+/// Inodes of the TCP sockets listening on `port` (IPv4 and IPv6), from `/proc/net/tcp{,6}`.
+pub fn listening_inodes(port: u16) -> Vec<u64> {
+    let mut found = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (cols.get(1), cols.get(3), cols.get(9)) else { continue };
+            let Some(port_hex) = local.rsplit(':').next() else { continue };
+            if *state == "0A" && u16::from_str_radix(port_hex, 16).ok() == Some(port) {
+                if let Ok(inode) = inode.parse() {
+                    found.push(inode);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// True if a live member of process group `pgid` holds a socket listening on `port`.
+pub fn group_listens_on(pgid: i32, port: u16) -> bool {
+    let inodes = listening_inodes(port);
+    if inodes.is_empty() {
+        return false;
+    }
+    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    live_in_group(pgid).into_iter().any(|pid| {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+        fds.filter_map(|e| e.ok()).any(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|target| wanted.iter().any(|w| target.as_os_str() == w.as_str()))
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +112,18 @@ mod tests {
     fn parses_a_stat_line_whose_name_has_spaces_and_parens() {
         let s = parse_stat("4242 (my (odd) name) S 1 4242 4242 0 -1 4194560").unwrap();
         assert_eq!(s, ProcStat { pid: 4242, state: 'S', ppid: 1, pgrp: 4242 });
+    }
+
+    #[test]
+    fn sees_our_own_listening_socket() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let me = std::process::id() as i32;
+        let my_group = stat(me).unwrap().pgrp;
+        assert!(!listening_inodes(port).is_empty());
+        assert!(group_listens_on(my_group, port));
+        drop(l);
+        assert!(!group_listens_on(my_group, port));
     }
 
     #[test]
