@@ -1,1 +1,0 @@
-//! assertion (work in progress).

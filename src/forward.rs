@@ -1,1 +1,0 @@
-//! forward (work in progress).

@@ -1,0 +1,115 @@
+//! Per-isolate cache of tokens whose signature already verified, keyed by SHA-256 of the whole
+//! token. It only skips signature work: claims are checked again on every hit, and an entry
+//! never outlives the token's `exp`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+
+/// Default of `VERIFIED_TOKEN_CACHE_SIZE`.
+pub const DEFAULT_TOKEN_CACHE_SIZE: usize = 1024;
+
+/// A bounded map from token hash to a value, each entry valid until its `exp`.
+#[derive(Debug)]
+pub struct TokenCache<T> {
+    capacity: usize,
+    entries: RefCell<HashMap<[u8; 32], (u64, T)>>,
+}
+
+fn key(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl<T: Clone> TokenCache<T> {
+    /// A cache of at most `capacity` entries; 0 disables it.
+    pub fn new(capacity: usize) -> Self {
+        TokenCache { capacity, entries: RefCell::new(HashMap::new()) }
+    }
+
+    /// The cached value for `token`, if present and `now < exp` (expired entries are dropped).
+    pub fn get(&self, token: &str, now: u64) -> Option<T> {
+        if self.capacity == 0 {
+            return None;
+        }
+        let k = key(token);
+        let mut entries = self.entries.borrow_mut();
+        match entries.get(&k) {
+            Some((exp, v)) if now < *exp => Some(v.clone()),
+            Some(_) => {
+                entries.remove(&k);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Remembers `value` for `token` until `exp`. When full, expired entries go first, then the
+    /// entry that expires soonest.
+    pub fn insert(&self, token: &str, exp: u64, now: u64, value: T) {
+        if self.capacity == 0 || now >= exp {
+            return;
+        }
+        let k = key(token);
+        let mut entries = self.entries.borrow_mut();
+        if !entries.contains_key(&k) && entries.len() >= self.capacity {
+            entries.retain(|_, (e, _)| now < *e);
+            while entries.len() >= self.capacity {
+                let soonest = entries.iter().min_by_key(|(_, (e, _))| *e).map(|(k, _)| *k);
+                match soonest {
+                    Some(s) => {
+                        entries.remove(&s);
+                    }
+                    None => break,
+                }
+            }
+        }
+        entries.insert(k, (exp, value));
+    }
+
+    /// Number of entries (expired ones included until touched).
+    pub fn len(&self) -> usize {
+        self.entries.borrow().len()
+    }
+
+    /// Whether the cache holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_end_at_exp() {
+        let c = TokenCache::new(4);
+        c.insert("t", 100, 10, 1);
+        assert_eq!(c.get("t", 99), Some(1));
+        assert_eq!(c.get("t", 100), None);
+        assert!(c.is_empty());
+        c.insert("old", 50, 60, 2);
+        assert!(c.is_empty(), "already expired tokens are not stored");
+    }
+
+    #[test]
+    fn bounded_with_eviction() {
+        let c = TokenCache::new(2);
+        c.insert("a", 100, 0, 'a');
+        c.insert("b", 200, 0, 'b');
+        c.insert("c", 300, 0, 'c');
+        assert_eq!(c.len(), 2);
+        assert_eq!((c.get("a", 1), c.get("b", 1), c.get("c", 1)), (None, Some('b'), Some('c')));
+        // Expired entries are evicted first.
+        c.insert("d", 400, 250, 'd');
+        assert_eq!((c.get("c", 251), c.get("d", 251)), (Some('c'), Some('d')));
+    }
+
+    #[test]
+    fn zero_disables() {
+        let c = TokenCache::new(0);
+        c.insert("a", 100, 0, 1);
+        assert_eq!(c.get("a", 1), None);
+    }
+}

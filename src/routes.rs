@@ -1,1 +1,0 @@
-//! routes (work in progress).
