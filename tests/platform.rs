@@ -15,9 +15,8 @@ mod common;
 
 use common::{sha256_hex, Stack};
 
-/// Vars that let these tests reach the origin without a credential (a public route). The
-/// gateway's routing vars go here once they exist; empty means the worker's defaults.
-const PUBLIC_VARS: &[(&str, &str)] = &[];
+/// Vars that let these tests reach the origin without a credential: one public route.
+const PUBLIC_VARS: &[(&str, &str)] = &[("ROUTES", r#"[{"name":"all","path":"/**","auth":"public"}]"#)];
 
 /// A port on 127.0.0.1 where nothing listens. Taken below 1024, where the kernel never hands
 /// out ports to `bind(0)`, so no other stack of this test binary can take it meanwhile.
@@ -203,4 +202,23 @@ fn a_launcher_killed_without_teardown_leaves_no_process_behind() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(!logs_dir.exists(), "the watchdog left {}", logs_dir.display());
+}
+
+#[test]
+fn the_stacks_upstash_server_reaches_its_redis_and_takes_faults() {
+    let stack = Stack::start(PUBLIC_VARS);
+    stack.upstash_stats_reset();
+    assert_eq!(stack.redis_cmd(&["SET", "platform:k", "v1"]), "OK");
+    assert_eq!(stack.redis_cmd(&["GET", "platform:k"]), "v1");
+    let stats = stack.upstash_stats();
+    assert_eq!(stats["requests"], 2, "stats after two commands: {stats}");
+    assert_eq!(stats["commands"], 2, "stats after two commands: {stats}");
+
+    stack.upstash_fault(serde_json::json!({"mode": "status", "status": 503}));
+    let url = format!("{}/", stack.info.upstash);
+    let auth = format!("Bearer {}", stack.info.upstash_token);
+    let reply = stack.send("POST", &url, &[("authorization", &auth)], Some(br#"["GET","platform:k"]"#.to_vec()));
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    stack.upstash_fault(serde_json::json!({"mode": "none"}));
+    assert_eq!(stack.redis_cmd(&["GET", "platform:k"]), "v1");
 }

@@ -25,9 +25,12 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 /// Admin endpoint of the Upstash REST server (started with `--admin`): GET returns counters.
-pub const UPSTASH_STATS_PATH: &str = "/__admin/stats";
-/// Admin endpoint of the Upstash REST server: POST a JSON fault description.
-pub const UPSTASH_FAULT_PATH: &str = "/__admin/fault";
+pub const UPSTASH_STATS_PATH: &str = "/__stats";
+/// Admin endpoint of the Upstash REST server: POST resets the counters.
+pub const UPSTASH_STATS_RESET_PATH: &str = "/__stats/reset";
+/// Admin endpoint of the Upstash REST server: POST a fault, e.g. `{"mode":"delay","ms":500}`,
+/// `{"mode":"status","status":503}`, `{"mode":"garbage"}`, `{"mode":"none"}`.
+pub const UPSTASH_FAULT_PATH: &str = "/__fault";
 
 /// How long the launcher may take to print its JSON line.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -311,7 +314,16 @@ impl Stack {
         reply.json()
     }
 
-    /// Sets a fault on the Upstash REST server (admin endpoint), e.g. `{"delay_ms": 500}`.
+    /// Resets the Upstash REST server's counters (admin endpoint).
+    pub fn upstash_stats_reset(&self) {
+        let url = format!("{}{UPSTASH_STATS_RESET_PATH}", self.info.upstash);
+        let auth = format!("Bearer {}", self.info.upstash_token);
+        let reply = self.send("POST", &url, &[("authorization", &auth)], None);
+        assert_eq!(reply.status, 200, "upstash stats reset: {}", reply.text());
+    }
+
+    /// Sets a fault on the Upstash REST server (admin endpoint), e.g.
+    /// `json!({"mode": "delay", "ms": 500})`; `json!({"mode": "none"})` clears it.
     pub fn upstash_fault(&self, fault: serde_json::Value) {
         let url = format!("{}{UPSTASH_FAULT_PATH}", self.info.upstash);
         let auth = format!("Bearer {}", self.info.upstash_token);

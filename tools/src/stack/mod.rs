@@ -230,8 +230,9 @@ impl Stack {
         cmd.args(["--listen", "127.0.0.1:0"])
             .arg("--redis-url")
             .arg(format!("redis://127.0.0.1:{redis_port}"))
-            .arg("--token")
-            .arg(&self.info.upstash_token);
+            // Through the environment: argv is visible to every user of the machine.
+            .env("UPSTASH_REST_TOKEN", &self.info.upstash_token)
+            .env_remove("UPSTASH_REST_ADMIN");
         if opts.admin {
             cmd.arg("--admin");
         }
