@@ -66,10 +66,7 @@ impl ManagedChild {
                 if libc::getppid() != parent {
                     libc::_exit(1);
                 }
-                // Signals blocked in the parent stay blocked across exec; start clean.
-                let mut empty: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut empty);
-                libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+                clear_signal_mask();
                 Ok(())
             });
         }
@@ -195,6 +192,17 @@ impl ManagedChild {
         let _ = self.exit_status();
         procs::live_in_group(self.pgid)
     }
+}
+
+/// Unblocks every signal. Signals blocked in the parent stay blocked across exec; call this
+/// between fork and exec so a child starts clean.
+///
+/// # Safety
+/// Async-signal-safe (only `sigemptyset` and `sigprocmask`); meant for `pre_exec`.
+pub unsafe fn clear_signal_mask() {
+    let mut empty: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut empty);
+    libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
 }
 
 /// Kills every child's process group: SIGTERM, then SIGKILL for whatever is left after `grace`,

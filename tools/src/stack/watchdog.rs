@@ -48,9 +48,7 @@ impl Watchdog {
         unsafe {
             cmd.pre_exec(|| {
                 libc::setsid();
-                let mut empty: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut empty);
-                libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+                super::child::clear_signal_mask();
                 Ok(())
             });
         }
