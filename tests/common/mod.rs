@@ -92,6 +92,17 @@ impl Reply {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): status {} body {:?}", self.status, self.text()))
     }
 
+    /// Asserts a gateway refusal: this status, a JSON content type and this `reason` id.
+    /// Returns the JSON body.
+    pub fn assert_refusal(&self, status: u16, reason: &str) -> serde_json::Value {
+        assert_eq!(self.status, status, "expected {status} {reason}; body: {}", self.text());
+        let content_type = self.header("content-type");
+        assert!(content_type.is_some_and(|c| c.starts_with("application/json")), "content-type: {content_type:?}");
+        let body = self.json();
+        assert_eq!(body["reason"], reason, "body: {body}");
+        body
+    }
+
     /// What the test origin received, if this answer is the origin's echo; panics otherwise.
     pub fn origin_echo(&self) -> OriginEcho {
         serde_json::from_slice(&self.body)
