@@ -1,3 +1,4 @@
 
 pub mod upstash_server;
 pub mod cli;
+pub mod stack;
