@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use edge_auth_tools::stack::dev_profile::DevProfile;
 use edge_auth_tools::stack::{self, Stack, StackOptions};
 
 /// Command line of `edge-auth-dev`.
@@ -46,6 +47,10 @@ struct Args {
     /// Seconds wrangler dev may take to answer its first request.
     #[arg(long, default_value_t = 60)]
     ready_timeout: u64,
+    /// Configure the worker with the dev profile (an HS256 issuer with a fresh secret, example
+    /// routes, a signed assertion) and print a working token with curl lines.
+    #[arg(long)]
+    dev: bool,
     /// Keep the logs directory after a clean shutdown (also env EDGE_AUTH_KEEP_LOGS=1).
     #[arg(long, env = "EDGE_AUTH_KEEP_LOGS")]
     keep_logs: bool,
@@ -57,10 +62,15 @@ enum Stop {
     StdinClosed,
 }
 
-/// Lines added to the human banner after the built-in ones. The lead adds a minted-token curl
-/// line here.
-fn extra_banner_lines(_info: &stack::StackInfo) -> Vec<String> {
-    Vec::new()
+/// Lines added to the human banner after the built-in ones: with `--dev`, a minted token and
+/// the curl lines that use it.
+fn extra_banner_lines(info: &stack::StackInfo, dev: Option<&DevProfile>) -> Vec<String> {
+    let Some(dev) = dev else { return Vec::new() };
+    let cli = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("edge-auth")))
+        .unwrap_or_else(|| PathBuf::from("edge-auth"));
+    dev.banner_lines(info, &cli)
 }
 
 fn main() -> ExitCode {
@@ -130,7 +140,8 @@ fn main() -> ExitCode {
         });
     }
 
-    let mut vars = Vec::new();
+    let dev = args.dev.then(DevProfile::generate);
+    let mut vars = dev.as_ref().map(DevProfile::vars).unwrap_or_default();
     if let Some(path) = &args.vars_file {
         match stack::vars::read_vars_file(path) {
             Ok(v) => vars.extend(v),
@@ -169,7 +180,7 @@ fn main() -> ExitCode {
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
     } else {
-        stack::print_banner(&info, &extra_banner_lines(&info));
+        stack::print_banner(&info, &extra_banner_lines(&info, dev.as_ref()));
     }
 
     let mut code = ExitCode::SUCCESS;

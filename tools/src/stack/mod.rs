@@ -16,6 +16,7 @@
 
 pub mod banner;
 pub mod child;
+pub mod dev_profile;
 pub mod error;
 pub mod locate;
 pub mod probe;
