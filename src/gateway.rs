@@ -405,3 +405,136 @@ fn jwt_credential(id: &Identity) -> Credential {
         device: id.device.clone(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{FetchError, HttpResponse};
+    use crate::jwt::host_crypto::HostVerifier;
+    use futures::executor::block_on;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use std::collections::HashMap;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+    const NOW: u64 = 1_800_000_000;
+
+    /// No outbound HTTP is expected in these tests; any call fails.
+    struct NoHttp;
+    impl HttpClient for NoHttp {
+        async fn send(&self, _req: HttpRequest) -> Result<HttpResponse, FetchError> {
+            Err(FetchError::Network("no network in this test".into()))
+        }
+    }
+
+    fn vars(extra: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut v: HashMap<String, String> = [
+            ("ORIGIN_URL", "https://origin.internal/base"),
+            ("SECRET", SECRET),
+            (
+                "ISSUERS",
+                r#"[{"issuer":"https://id.test","audiences":["api"],"hmac_secrets":[{"alg":"HS256","secret_var":"SECRET"}],"refresh_typ":"refresh+jwt"}]"#,
+            ),
+            (
+                "ROUTES",
+                r#"[{"name":"pub","path":"/public/**","auth":"public"},
+                    {"name":"admin","path":"/admin/**","auth":"jwt","scopes_all":["admin"]},
+                    {"name":"api","path":"/api/**","auth":"jwt"}]"#,
+            ),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, val) in extra {
+            v.insert(k.to_string(), val.to_string());
+        }
+        v
+    }
+
+    fn token(typ: &str, scope: &str) -> String {
+        let mut h = Header::new(jsonwebtoken::Algorithm::HS256);
+        h.typ = Some(typ.into());
+        let claims = serde_json::json!({"iss":"https://id.test","aud":"api","sub":"alice","exp":NOW+600,"iat":NOW,"scope":scope});
+        encode(&h, &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+    }
+
+    fn head(method: &str, path: &str, headers: &[(&str, &str)]) -> RequestHead {
+        RequestHead {
+            method: method.into(),
+            scheme: "https".into(),
+            host: "edge.test".into(),
+            path: path.into(),
+            query: None,
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    fn decide(gw: &Gateway, h: &RequestHead) -> Decision {
+        block_on(gw.decide(h, NOW, "rid-1", Some("203.0.113.9"), &HostVerifier, &NoHttp, &|| 0.0))
+    }
+
+    fn refused(d: &Decision) -> Reason {
+        match &d.outcome {
+            Outcome::Refuse(r) => r.reason,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn valid_token_forwards_with_identity_and_without_spoofed_headers() {
+        let gw = Gateway::from_vars(&vars(&[])).unwrap();
+        let auth = format!("Bearer {}", token("JWT", "read"));
+        let d = decide(&gw, &head("GET", "/api/orders", &[("authorization", &auth), ("x-auth-subject", "mallory")]));
+        let Outcome::Forward(plan) = &d.outcome else { panic!("{:?}", d.outcome) };
+        assert_eq!(plan.url, "https://origin.internal/base/api/orders");
+        assert_eq!(plan.set_header("X-Auth-Subject"), Some("alice"));
+        assert!(plan.remove_headers.iter().any(|h| h == "x-auth-subject"));
+        assert!(plan.remove_headers.iter().any(|h| h == "authorization"));
+        assert_eq!(d.log.rule.as_deref(), Some("api"));
+        assert_eq!(d.log.subject.as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn refusals_map_to_reasons() {
+        let gw = Gateway::from_vars(&vars(&[])).unwrap();
+        assert_eq!(refused(&decide(&gw, &head("GET", "/api/x", &[]))), Reason::MissingToken);
+        assert_eq!(refused(&decide(&gw, &head("GET", "/elsewhere", &[]))), Reason::NoRoute);
+        let auth = format!("Bearer {}", token("JWT", "read"));
+        let d = decide(&gw, &head("GET", "/admin/x", &[("authorization", &auth)]));
+        assert_eq!(refused(&d), Reason::InsufficientScope);
+        assert_eq!(d.log.reason, Some("insufficient_scope"));
+        let refresh = format!("Bearer {}", token("refresh+jwt", "read"));
+        assert_eq!(refused(&decide(&gw, &head("GET", "/api/x", &[("authorization", &refresh)]))), Reason::WrongTokenUse);
+    }
+
+    #[test]
+    fn public_routes_forward_without_credential_but_still_strip() {
+        let gw = Gateway::from_vars(&vars(&[])).unwrap();
+        let d = decide(&gw, &head("GET", "/public/a", &[("X-Auth-Subject", "mallory")]));
+        let Outcome::Forward(plan) = &d.outcome else { panic!("{:?}", d.outcome) };
+        assert!(plan.remove_headers.iter().any(|h| h == "x-auth-subject"));
+        assert_eq!(plan.set_header("X-Auth-Subject"), None);
+    }
+
+    #[test]
+    fn config_errors_name_the_field() {
+        let err = Gateway::from_vars(&vars(&[("ROUTES", r#"[{"path":"/**","auth":"jwt+revocation"}]"#)])).err().unwrap();
+        assert_eq!(err.field, "UPSTASH_REDIS_REST_URL");
+        let err = Gateway::from_vars(&vars(&[("ORIGIN_URL", "not a url")])).err().unwrap();
+        assert_eq!(err.field, "ORIGIN_URL");
+        let err = Gateway::from_vars(&vars(&[("LOGOUT_PATH", "logout")])).err().unwrap();
+        assert_eq!(err.field, "LOGOUT_PATH");
+        let mut v = vars(&[]);
+        v.remove("ISSUERS");
+        assert_eq!(Gateway::from_vars(&v).err().unwrap().field, "ISSUERS");
+    }
+
+    #[test]
+    fn assertion_jwks_is_served_at_the_edge() {
+        let seed = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, [7u8; 32]);
+        let gw = Gateway::from_vars(&vars(&[("ASSERTION_KEY", &seed)])).unwrap();
+        let d = decide(&gw, &head("GET", ASSERTION_JWKS_PATH, &[]));
+        let Outcome::Serve { status: 200, body } = &d.outcome else { panic!("{:?}", d.outcome) };
+        assert!(body.contains("\"kty\":\"OKP\""), "{body}");
+        assert_eq!(d.log.decision, "serve");
+    }
+}
