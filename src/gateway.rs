@@ -81,6 +81,9 @@ pub struct Gateway<S: JwksStore = NoJwksStore> {
     /// `SELFTEST_ENDPOINT` (default false): enables `POST /__edge-auth/vectors`, which runs
     /// signature test vectors through the production verifier. For tests only.
     selftest: bool,
+    /// `SERVER_TIMING` (default false): add a `Server-Timing` header (verify, redis, origin,
+    /// total) to every response.
+    server_timing: bool,
 }
 
 /// Path of the test-vector endpoint (enabled only by `SELFTEST_ENDPOINT=true`).
@@ -137,6 +140,7 @@ impl<S: JwksStore> Gateway<S> {
             assertion,
             logout,
             selftest: get_bool(vars, "SELFTEST_ENDPOINT", false)?,
+            server_timing: get_bool(vars, "SERVER_TIMING", false)?,
         })
     }
 
@@ -148,6 +152,11 @@ impl<S: JwksStore> Gateway<S> {
     /// The JWT verifier (shared with background JWKS refreshes).
     pub fn verifier(&self) -> Rc<Verifier<S>> {
         self.jwt.clone()
+    }
+
+    /// Whether responses carry `Server-Timing`.
+    pub fn server_timing(&self) -> bool {
+        self.server_timing
     }
 
     /// Whether the test-vector endpoint is on.

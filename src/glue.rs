@@ -249,7 +249,35 @@ async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<w
     };
     log.total_ms = now_ms() - started;
     worker::console_log!("{}", log.to_json());
-    result
+    record_analytics(&env, &log);
+    match result {
+        Ok(resp) if gw.server_timing() => with_header(resp, "server-timing", &log.server_timing()),
+        other => other,
+    }
+}
+
+/// Writes one data point per request to the Workers Analytics Engine dataset bound as
+/// `AUTH_ANALYTICS`, when it is bound: index = rule; blobs = decision, reason, rule,
+/// credential; doubles = status, total ms, Redis round trips.
+fn record_analytics(env: &Env, log: &RequestLog) {
+    let Ok(dataset) = env.analytics_engine("AUTH_ANALYTICS") else { return };
+    let rule = log.rule.as_deref().unwrap_or("-");
+    let _ = worker::AnalyticsEngineDataPointBuilder::new()
+        .indexes([rule])
+        .blobs([log.decision, log.reason.unwrap_or("-"), rule, log.credential.unwrap_or("-")])
+        .doubles([f64::from(log.status), log.total_ms, f64::from(log.redis_round_trips.unwrap_or(0))])
+        .write_to(&dataset);
+}
+
+/// The origin's response with one more header (its own headers are immutable).
+fn with_header(resp: web_sys::Response, name: &str, value: &str) -> worker::Result<web_sys::Response> {
+    let headers = web_sys::Headers::new_with_headers(&resp.headers())?;
+    headers.set(name, value)?;
+    let init = web_sys::ResponseInit::new();
+    init.set_status(resp.status());
+    init.set_status_text(&resp.status_text());
+    init.set_headers(&headers);
+    Ok(web_sys::Response::new_with_opt_readable_stream_and_init(resp.body().as_ref(), &init)?)
 }
 
 /// `POST /__edge-auth/vectors?kind=wycheproof|rfc7520&name=<file stem>` with the vector file as

@@ -59,6 +59,18 @@ impl RequestLog {
         self.status = refusal.reason.status();
     }
 
+    /// The `Server-Timing` header value for this request (durations in milliseconds).
+    pub fn server_timing(&self) -> String {
+        let mut parts = Vec::new();
+        for (name, v) in [("verify", self.verify_ms), ("redis", self.redis_ms), ("origin", self.origin_ms)] {
+            if let Some(ms) = v {
+                parts.push(format!("{name};dur={ms}"));
+            }
+        }
+        parts.push(format!("total;dur={}", self.total_ms));
+        parts.join(", ")
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| "{}".to_string())
     }
