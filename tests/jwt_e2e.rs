@@ -705,7 +705,7 @@ fn key_rotation_and_a_jwks_outage_cost_no_request_beyond_the_cooldown() {
     }
     let first_ok = first_ok.unwrap_or_else(|| panic!("rot3 never verified ({} failures)", failures.len()));
     assert!(
-        first_ok.duration_since(published) <= cooldown + slack + Duration::from_millis(500),
+        first_ok.duration_since(published) <= cooldown + slack + Duration::from_secs(1),
         "rot3 verified only {:?} after it appeared",
         first_ok.duration_since(published)
     );
@@ -714,8 +714,14 @@ fn key_rotation_and_a_jwks_outage_cost_no_request_beyond_the_cooldown() {
         let cooling = hits.iter().any(|h| *h <= *failed + Duration::from_millis(500) && failed.duration_since(*h) < cooldown + slack);
         assert!(cooling, "a rot3 request failed {:?} after rot3 appeared with no fetch within the cooldown", failed.duration_since(published));
     }
-    let fetches = hits.len() - after_publish;
+    let fetches = hits.iter().skip(after_publish).filter(|h| **h <= first_ok + Duration::from_millis(500)).count();
     assert!(fetches <= 2, "{fetches} JWKS fetches for one new kid: the cooldown does not hold");
+    // However many requests carry unknown kids (one every ~200 ms here), fetches are a cooldown
+    // apart (the worker counts whole seconds; half a second more for request latency).
+    for pair in hits.windows(2) {
+        let gap = pair[1].duration_since(pair[0]);
+        assert!(gap + slack + Duration::from_millis(500) >= cooldown, "two JWKS fetches only {gap:?} apart");
+    }
     println!("rotation: rot3 verified {:?} after it appeared; {} refused meanwhile; {fetches} fetches", first_ok.duration_since(published), failures.len());
     for _ in 0..3 {
         let (_, r) = tokens.send("rot3");
