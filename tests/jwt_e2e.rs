@@ -347,6 +347,19 @@ impl OidcProvider {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run node {}: {e}", script.display()));
         let stdout = child.stdout.take().expect("stdout");
+        // Drain stderr (warnings, server errors) so the provider never blocks on a full pipe.
+        let stderr_text = Arc::new(Mutex::new(String::new()));
+        if let Some(pipe) = child.stderr.take() {
+            let sink = stderr_text.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(pipe);
+                let mut line = String::new();
+                while matches!(r.read_line(&mut line), Ok(n) if n > 0) {
+                    sink.lock().unwrap_or_else(|p| p.into_inner()).push_str(&line);
+                    line.clear();
+                }
+            });
+        }
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut r = BufReader::new(stdout);
@@ -361,10 +374,9 @@ impl OidcProvider {
             Ok(v) => v,
             Err(_) => {
                 let _ = child.kill();
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(200));
+                let err = stderr_text.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 panic!("the OpenID provider did not start (is oidc-provider installed? run scripts/bootstrap): {line:?}\n{err}");
             }
         };
