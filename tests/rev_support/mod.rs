@@ -273,6 +273,7 @@ pub fn worker_log(stack: &Stack) -> String {
 /// Asserts the worker never panicked (a panic aborts the isolate and shows in its log).
 pub fn assert_no_panic(stack: &Stack) {
     let log = worker_log(stack);
+    assert!(log.contains("\"request_id\""), "no request log line in the worker's log (wrong log files?): {}", stack.info.logs_dir);
     for needle in ["panicked at", "RuntimeError: unreachable"] {
         assert!(!log.contains(needle), "the worker log shows {needle:?}:\n{}", log.lines().filter(|l| l.contains(needle)).take(5).collect::<Vec<_>>().join("\n"));
     }
