@@ -334,7 +334,16 @@ impl<S: JwksStore> Gateway<S> {
             log.subject = v.subject.clone();
             let sub = v.subject.clone().ok_or(Reason::MissingClaim)?;
             if all {
-                (rev.revoke_subject_request(&v.issuer, &sub, now, None), "subject", 0)
+                let token = JwtCredential {
+                    issuer: v.issuer.clone(),
+                    subject: sub,
+                    jti: v.jti.clone(),
+                    iat: v.iat,
+                    exp: v.exp,
+                    is_refresh: v.is_refresh,
+                    device: None,
+                };
+                (rev.logout_everywhere_request(&token, now, self.jwt.config().leeway), "subject", 0)
             } else {
                 let jti = v.jti.clone().filter(|j| !j.is_empty()).ok_or(Reason::MissingClaim)?;
                 let exp = v.exp.unwrap_or(now);

@@ -182,6 +182,27 @@ fn logout_all_sets_the_subject_cutoff() {
 }
 
 #[test]
+fn logout_all_also_ends_the_presented_token_issued_in_the_same_second() {
+    let _g = shared_guard();
+    let stack = base();
+    let sub = unique("gus");
+    // Issued "now": the cutoff (now, whole seconds) alone would not cover it (iat < cutoff).
+    let mut fresh = None;
+    for _ in 0..5 {
+        let n = now();
+        let t = Tok::access(ISS_A, &sub).iat(Some(n)).sign();
+        let reply = stack.request("POST", "/auth/logout-all", &[("authorization", &bearer(&t))], None);
+        assert_eq!(reply.status, 200, "logout-all: {}", reply.text());
+        if now() == n {
+            fresh = Some(t);
+            break;
+        }
+    }
+    let fresh = fresh.expect("could not log out within the second the token was issued");
+    assert_refused(&get_with(stack, "/api", &fresh), 401, "revoked", "the token that asked to log out everywhere");
+}
+
+#[test]
 fn refresh_and_access_tokens_are_only_accepted_on_their_own_routes() {
     let _g = shared_guard();
     let stack = base();

@@ -348,6 +348,26 @@ impl Revocation {
         self.write(writes::revoke_subject(&self.config.keys, iss, sub, cutoff, ttl))
     }
 
+    /// Logout everywhere with a verified JWT (`token`): the subject cutoff at `now`, AND the
+    /// presented token itself revoked. Cutoffs are whole seconds and spare `iat` == cutoff (so
+    /// that a login right after the logout works), which would spare the presented token when
+    /// it was issued in the same second: so its `jti` is blacklisted as well, or, without a
+    /// `jti`, the cutoff moves past its `iat`. One request.
+    pub fn logout_everywhere_request(&self, token: &JwtCredential, now: u64, leeway: u64) -> WriteRequest {
+        let jti = token.jti.as_deref().filter(|j| !j.is_empty());
+        let cutoff = match (jti, token.iat) {
+            (None, Some(iat)) => now.max(iat.saturating_add(1)),
+            _ => now,
+        };
+        let (iss, sub) = (token.issuer.as_str(), token.subject.as_str());
+        self.cache.borrow_mut().forget(|k, _| matches!(k, CacheKey::Jwt { iss: i, sub: s, .. } if i == iss && s == sub));
+        let mut commands = writes::revoke_subject(&self.config.keys, iss, sub, cutoff, None);
+        if let Some(jti) = jti {
+            commands.extend(writes::revoke_jti(&self.config.keys, iss, jti, token.exp.unwrap_or(now), now, leeway));
+        }
+        self.write(commands)
+    }
+
     /// Ends one session (logout of this device): deletes it and its entry in the subject's set.
     pub fn end_session_request(&self, session: &Session) -> WriteRequest {
         let th = session.token_hash.clone();

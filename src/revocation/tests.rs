@@ -603,6 +603,32 @@ fn every_write_declares_its_command_count_and_a_full_reply_is_a_success() {
     assert_eq!(r.end_all_sessions_request("u1").commands, 1);
 }
 
+#[test]
+fn logout_everywhere_also_revokes_the_presented_token_issued_in_the_cutoff_second() {
+    // Regression: logout-all set only the cutoff (iat < cutoff is revoked), so the token that
+    // asked for it stayed valid when it had been issued in the same second.
+    let (r, f) = (Revocation::new(cfg()), Fake::new());
+    let presented = jwt("u1", Some("j1"), Some(NOW));
+    let Credential::Jwt(p) = &presented else { unreachable!() };
+    assert!(check(&r, &f, &presented, NOW).is_ok());
+    let w = r.logout_everywhere_request(p, NOW, 60);
+    assert_eq!(w.commands, 2);
+    f.apply(w);
+    assert_eq!(reason(check(&r, &f, &presented, NOW)), Reason::Revoked);
+    assert_eq!(reason(check(&r, &f, &jwt("u1", Some("j0"), Some(NOW - 1)), NOW)), Reason::Revoked);
+    // A token issued right after, in the same second (a new login), passes.
+    assert!(check(&r, &f, &jwt("u1", Some("j2"), Some(NOW)), NOW).is_ok());
+
+    // Without a jti the cutoff moves past the presented token's iat.
+    let no_jti = jwt("u2", None, Some(NOW));
+    let Credential::Jwt(p) = &no_jti else { unreachable!() };
+    let w = r.logout_everywhere_request(p, NOW, 60);
+    assert_eq!(w.commands, 1);
+    f.apply(w);
+    assert_eq!(reason(check(&r, &f, &no_jti, NOW)), Reason::Revoked);
+    assert!(check(&r, &f, &jwt("u2", None, Some(NOW + 1)), NOW + 1).is_ok());
+}
+
 // ---------- helpers ----------
 
 fn deferred_cmds(out: &CheckOutcome) -> Vec<Vec<String>> {
