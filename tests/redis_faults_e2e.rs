@@ -303,7 +303,7 @@ impl Env {
         let session = self.backend.cli_ok(&["session", "create", "--sub", &sub, "--device", "d"]);
         let rt = Tok::refresh(ISS_A, &sub);
         self.backend.cli_ok(&["refresh", "add", "--iss", ISS_A, "--jti", rt.jti.as_deref().unwrap_or(""), "--ttl", "600"]);
-        Creds { access: Tok::access(ISS_A, &sub).sign(), session, refresh: rt.sign() }
+        Creds { access: Tok::access(ISS_A, &sub).sign(), session, refresh: rt.sign(), sub }
     }
 
     fn access(&self, c: &Creds) -> Reply {
@@ -322,7 +322,24 @@ impl Env {
         started.elapsed()
     }
 
+    /// Runs [`Env::outage`]; on failure, adds the worker's log lines that are not request
+    /// lines (reloads, errors) and the last request lines to the report.
     fn scenario(&mut self, outage: Outage) {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.outage(outage)));
+        if let Err(e) = result {
+            let log = worker_log(&self.stack);
+            let other: Vec<&str> = log.lines().filter(|l| !l.starts_with('{') && !l.contains("[wrangler:info] GET") && !l.contains("[wrangler:info] POST")).collect();
+            let requests: Vec<&str> = log.lines().filter(|l| l.starts_with('{')).collect();
+            eprintln!(
+                "--- worker log, other lines ---\n{}\n--- last request lines ---\n{}",
+                other[other.len().saturating_sub(40)..].join("\n"),
+                requests[requests.len().saturating_sub(15)..].join("\n")
+            );
+            std::panic::resume_unwind(e);
+        }
+    }
+
+    fn outage(&mut self, outage: Outage) {
         let what = format!("{:?} policy, {outage:?}", self.policy);
         let c = self.credentials();
         self.wait_healthy(&c, &what);
@@ -365,6 +382,14 @@ impl Env {
         // A slow store costs at most the timeout (300 ms), never its full delay (1.5 s).
         assert!(slowest < Duration::from_millis(1200), "{what}: a request took {slowest:?}");
 
+        // Logging out needs the store as well: refused, never a false success.
+        // (With another token of the subject: a write that timed out may still land later.)
+        let other = Tok::access(ISS_A, &c.sub).sign();
+        for (cred, kind) in [(&other, "access token"), (&c.session, "session")] {
+            let reply = self.stack.request("POST", "/auth/logout", &[("authorization", &bearer(cred))], None);
+            assert_unavailable(&reply, &format!("{what}: logout with a {kind}"));
+        }
+
         outage.end(&mut self.backend);
         let c = if matches!(outage, Outage::RedisStopped) { self.credentials() } else { c };
         let took = self.wait_healthy(&c, &format!("{what}: recovery"));
@@ -375,6 +400,7 @@ impl Env {
 }
 
 struct Creds {
+    sub: String,
     access: String,
     session: String,
     refresh: String,
