@@ -9,7 +9,8 @@
 //!   `POST /auth/logout-all` end sessions: the next request is 401 `session_not_found`;
 //! - a short `--ttl` expires the session;
 //! - sliding expiry (`SESSION_SLIDING_SECS`) renews an active session's Redis TTL and stops at
-//!   `SESSION_MAX_LIFETIME_SECS`;
+//!   `SESSION_MAX_LIFETIME_SECS`; answered from the cache, the renewal still happens (after
+//!   the response, in `waitUntil`);
 //! - `MAX_SESSIONS_PER_SUBJECT`: `evict_oldest` ends the oldest session, `refuse` makes the CLI
 //!   refuse a new login.
 //!
@@ -269,4 +270,29 @@ fn sliding_expiry_renews_an_active_session_and_stops_at_the_maximum_lifetime() {
     std::thread::sleep(Duration::from_millis(2200));
     assert_refused(&get_with(stack, "/s/x", &idle), 401, "session_not_found", "idle session past its TTL");
     assert_no_panic(stack);
+}
+
+#[test]
+fn a_session_answered_from_the_cache_is_still_renewed_after_the_response() {
+    // The renewal of a cached session is deferred to `waitUntil`: it must still reach Redis.
+    let stack = shared_stack(&[("SESSION_SLIDING_SECS", "4"), ("REVOCATION_CACHE_SECS", "60")]);
+    let sub = unique("judy");
+    let token = login(stack, &sub, "d", &["--ttl", "4"]);
+    let created = now();
+    assert_eq!(assert_passes(&get_with(stack, "/s/x", &token), "first use"), "checked");
+
+    sleep_until(created + 3, 100);
+    let before = ttl(stack, &token);
+    assert!((0..=2).contains(&before), "TTL 3 s after a 4 s renewal: {before}");
+    assert_eq!(assert_passes(&get_with(stack, "/s/x", &token), "use from the cache"), "cached");
+    let renewed = poll(Duration::from_secs(2), Duration::from_millis(50), || {
+        let t = ttl(stack, &token);
+        (t >= 3).then_some(t)
+    });
+    assert!(renewed.is_some(), "the cached session's TTL was not renewed after the response (TTL {})", ttl(stack, &token));
+
+    // Past its initial 4 s TTL the key is still in Redis thanks to the renewal.
+    sleep_until(created + 5, 200);
+    assert_eq!(assert_passes(&get_with(stack, "/s/x", &token), "use after the initial TTL"), "cached");
+    assert!(ttl(stack, &token) > 0, "the session key is gone from Redis");
 }
