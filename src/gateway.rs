@@ -328,30 +328,39 @@ impl<S: JwksStore> Gateway<S> {
         let rev = self.revocation.as_ref().ok_or(Reason::NoRoute)?;
         let extracted = self.jwt.extract(head)?;
         let token = extracted.token.as_str();
-        let (request, commands, revoked) = if crate::revocation::session::looks_like_session_token(token) {
+        let (write, revoked, check_trips) = if crate::revocation::session::looks_like_session_token(token) {
             let outcome = rev.check(&Credential::Session { token: token.to_string() }, now, http).await?;
+            let check_trips = outcome.round_trips;
             let session = outcome.session.ok_or(Reason::SessionNotFound)?;
             log.subject = Some(session.subject.clone());
             if all {
-                (rev.end_all_sessions_request(&session.subject), 1, "sessions")
+                (rev.end_all_sessions_request(&session.subject), "sessions", check_trips)
             } else {
-                (rev.end_session_request(&session), 1, "session")
+                (rev.end_session_request(&session), "session", check_trips)
             }
         } else {
             let v = self.jwt.verify(token, now, crypto, http).await?;
             log.subject = v.subject.clone();
             let sub = v.subject.clone().ok_or(Reason::MissingClaim)?;
             if all {
-                (rev.revoke_subject_request(&v.issuer, &sub, now, None), 1, "subject")
+                let token = JwtCredential {
+                    issuer: v.issuer.clone(),
+                    subject: sub,
+                    jti: v.jti.clone(),
+                    iat: v.iat,
+                    exp: v.exp,
+                    is_refresh: v.is_refresh,
+                    device: None,
+                };
+                (rev.logout_everywhere_request(&token, now, self.jwt.config().leeway), "subject", 0)
             } else {
                 let jti = v.jti.clone().filter(|j| !j.is_empty()).ok_or(Reason::MissingClaim)?;
                 let exp = v.exp.unwrap_or(now);
-                (rev.revoke_jwt_request(&v.issuer, &sub, &jti, exp, now, self.jwt.config().leeway), 1, "token")
+                (rev.revoke_jwt_request(&v.issuer, &sub, &jti, exp, now, self.jwt.config().leeway), "token", 0)
             }
         };
-        let resp = http.send(request).await.map_err(|_| Refusal::new(Reason::RevocationUnavailable))?;
-        crate::revocation::parse_write_reply(&resp, commands).map_err(|_| Refusal::new(Reason::RevocationUnavailable))?;
-        log.redis_round_trips = Some(1);
+        log.redis_round_trips = Some(check_trips + 1);
+        write.send(http).await.map_err(|_| Refusal::new(Reason::RevocationUnavailable))?;
         Ok(Outcome::Serve { status: 200, body: serde_json::json!({ "revoked": revoked }).to_string() })
     }
 

@@ -337,34 +337,73 @@ impl Revocation {
     // ---- writes that also update this isolate's cache ----
 
     /// Revokes one JWT (blacklists `iss`/`jti` until `exp` + `leeway`). One pipeline request.
-    pub fn revoke_jwt_request(&self, iss: &str, sub: &str, jti: &str, exp: u64, now: u64, leeway: u64) -> HttpRequest {
+    pub fn revoke_jwt_request(&self, iss: &str, sub: &str, jti: &str, exp: u64, now: u64, leeway: u64) -> WriteRequest {
         self.cache.borrow_mut().forget(|k, _| matches!(k, CacheKey::Jwt { iss: i, jti: Some(j), sub: s, .. } if i == iss && j == jti && s == sub));
-        pipeline_request(&self.config.endpoint, &writes::revoke_jti(&self.config.keys, iss, jti, exp, now, leeway))
+        self.write(writes::revoke_jti(&self.config.keys, iss, jti, exp, now, leeway))
     }
 
     /// Logout everywhere for a JWT subject: cutoff = `cutoff` (usually now). One request.
-    pub fn revoke_subject_request(&self, iss: &str, sub: &str, cutoff: u64, ttl: Option<u64>) -> HttpRequest {
+    pub fn revoke_subject_request(&self, iss: &str, sub: &str, cutoff: u64, ttl: Option<u64>) -> WriteRequest {
         self.cache.borrow_mut().forget(|k, _| matches!(k, CacheKey::Jwt { iss: i, sub: s, .. } if i == iss && s == sub));
-        pipeline_request(&self.config.endpoint, &writes::revoke_subject(&self.config.keys, iss, sub, cutoff, ttl))
+        self.write(writes::revoke_subject(&self.config.keys, iss, sub, cutoff, ttl))
+    }
+
+    /// Logout everywhere with a verified JWT (`token`): the subject cutoff at `now`, AND the
+    /// presented token itself revoked. Cutoffs are whole seconds and spare `iat` == cutoff (so
+    /// that a login right after the logout works), which would spare the presented token when
+    /// it was issued in the same second: so its `jti` is blacklisted as well, or, without a
+    /// `jti`, the cutoff moves past its `iat`. One request.
+    pub fn logout_everywhere_request(&self, token: &JwtCredential, now: u64, leeway: u64) -> WriteRequest {
+        let jti = token.jti.as_deref().filter(|j| !j.is_empty());
+        let cutoff = match (jti, token.iat) {
+            (None, Some(iat)) => now.max(iat.saturating_add(1)),
+            _ => now,
+        };
+        let (iss, sub) = (token.issuer.as_str(), token.subject.as_str());
+        self.cache.borrow_mut().forget(|k, _| matches!(k, CacheKey::Jwt { iss: i, sub: s, .. } if i == iss && s == sub));
+        let mut commands = writes::revoke_subject(&self.config.keys, iss, sub, cutoff, None);
+        if let Some(jti) = jti {
+            commands.extend(writes::revoke_jti(&self.config.keys, iss, jti, token.exp.unwrap_or(now), now, leeway));
+        }
+        self.write(commands)
     }
 
     /// Ends one session (logout of this device): deletes it and its entry in the subject's set.
-    pub fn end_session_request(&self, session: &Session) -> HttpRequest {
+    pub fn end_session_request(&self, session: &Session) -> WriteRequest {
         let th = session.token_hash.clone();
         self.cache.borrow_mut().forget(|k, _| *k == CacheKey::Session(th.clone()));
-        pipeline_request(&self.config.endpoint, &writes::delete_session(&self.config.keys, &session.subject, &session.token_hash))
+        self.write(writes::delete_session(&self.config.keys, &session.subject, &session.token_hash))
     }
 
     /// Ends every session of `sub` (logout everywhere for sessions).
-    pub fn end_all_sessions_request(&self, sub: &str) -> HttpRequest {
+    pub fn end_all_sessions_request(&self, sub: &str) -> WriteRequest {
         self.cache.borrow_mut().forget(|_, v| matches!(v, Cached::Session { session, .. } if session.subject == sub));
-        pipeline_request(&self.config.endpoint, &writes::kick_all(&self.config.keys, sub))
+        self.write(writes::kick_all(&self.config.keys, sub))
+    }
+
+    fn write(&self, commands: Vec<Command>) -> WriteRequest {
+        WriteRequest { request: pipeline_request(&self.config.endpoint, &commands), commands: commands.len() }
     }
 }
 
-/// Reads the reply to any of the `*_request` writes: `Ok` when every command succeeded.
-pub fn parse_write_reply(resp: &crate::http::HttpResponse, commands: usize) -> Result<Vec<RedisValue>, StoreError> {
-    parse_pipeline(resp, commands)
+/// A revocation write ready to send: the one pipeline request and the number of commands in
+/// it, which is the number of results a successful reply must hold (so a caller cannot get it
+/// wrong).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteRequest {
+    /// The `POST /pipeline` request.
+    pub request: HttpRequest,
+    /// Commands in the request.
+    pub commands: usize,
+}
+
+impl WriteRequest {
+    /// Sends it (one round trip) and reads the reply: `Ok` with one result per command when
+    /// every command succeeded; any failure shape is an error.
+    pub async fn send<C: HttpClient>(self, client: &C) -> Result<Vec<RedisValue>, StoreError> {
+        let resp = client.send(self.request).await.map_err(StoreError::from)?;
+        parse_pipeline(&resp, self.commands)
+    }
 }
 
 fn outcome(status: RevocationStatus, permissions: Vec<String>, session: Option<Session>, round_trips: u32) -> CheckOutcome {

@@ -21,7 +21,7 @@ pub mod writes;
 #[cfg(test)]
 mod tests;
 
-pub use check::{parse_write_reply, CheckOutcome, Credential, JwtCredential, Revocation};
+pub use check::{CheckOutcome, Credential, JwtCredential, Revocation, WriteRequest};
 pub use config::{Endpoint, FailurePolicy, RateLimit, RateLimitKey, RevocationConfig, SessionLimitPolicy};
 pub use keys::KeySchema;
 pub use session::Session;

@@ -54,10 +54,10 @@ impl Fake {
     fn canned(&self, replies: Vec<Value>) {
         *self.mode.borrow_mut() = Mode::Canned(replies.into());
     }
-    /// Applies a write request (as the glue would send it).
-    fn apply(&self, req: HttpRequest) {
-        let resp = block_on(self.send(req)).unwrap();
-        assert_eq!(resp.status, 200);
+    /// Applies a write request (as the gateway sends it) and checks its reply is read as a
+    /// success (one result per command).
+    fn apply(&self, w: WriteRequest) {
+        block_on(w.send(self)).expect("write reply read as a success");
     }
     fn exec(&self, c: &[String]) -> Value {
         let mut data = self.data.borrow_mut();
@@ -76,6 +76,8 @@ impl Fake {
                 json!({ "result": "OK" })
             }
             "DEL" => json!({ "result": data.remove(&arg(1)).map_or(0, |_| 1) }),
+            // No sorted sets here: nothing to remove.
+            "ZREM" => json!({ "result": 0 }),
             "EXISTS" => json!({ "result": data.contains_key(&arg(1)) as i64 }),
             "INCR" => {
                 let n = match data.get(&arg(1)) {
@@ -574,10 +576,57 @@ fn ending_a_session_evicts_it_from_this_isolates_cache() {
     let (r, f) = (Revocation::new(cached_cfg(300)), Fake::new());
     f.canned(vec![found(&session_json(NOW, NOW + 999), &[], -1, 0), json!([{ "result": [0] }])]);
     let s = check(&r, &f, &session_cred(), NOW).unwrap().session.unwrap();
-    let req = r.end_session_request(&s);
+    let req = r.end_session_request(&s).request;
     let cmds: Vec<Vec<String>> = serde_json::from_slice(req.body.as_ref().unwrap()).unwrap();
     assert_eq!(cmds, writes::delete_session(&r.config().keys, "u1", &keys::token_hash(TOKEN)));
     assert_eq!(reason(check(&r, &f, &session_cred(), NOW + 1)), Reason::SessionNotFound);
+}
+
+#[test]
+fn every_write_declares_its_command_count_and_a_full_reply_is_a_success() {
+    // Regression: logging out of one session sends two commands (DEL + ZREM) but its reply was
+    // read as if it held one result, so every successful session logout answered 503.
+    let (r, f) = (Revocation::new(cfg()), Fake::new());
+    let mut session: Session = serde_json::from_str(&session_json(NOW, NOW + 999)).unwrap();
+    session.token_hash = keys::token_hash(TOKEN);
+    let key = r.config().keys.session(&session.token_hash);
+    f.apply(pipeline_request_of(&r, vec![store::cmd(["SET", key.as_str(), "x"])]));
+    let end = r.end_session_request(&session);
+    assert_eq!(end.commands, 2);
+    assert_eq!(block_on(end.send(&f)).unwrap(), vec![RedisValue::Int(1), RedisValue::Int(0)]);
+    assert!(!f.data.borrow().contains_key(&key), "the session record was not deleted");
+    // A reply with fewer results than commands is a failure, never a success.
+    f.canned(vec![json!([{ "result": 1 }])]);
+    assert!(block_on(r.end_session_request(&session).send(&f)).is_err());
+    assert_eq!(r.revoke_jwt_request(ISS, "u1", "j", NOW + 60, NOW, 0).commands, 1);
+    assert_eq!(r.revoke_subject_request(ISS, "u1", NOW, None).commands, 1);
+    assert_eq!(r.end_all_sessions_request("u1").commands, 1);
+}
+
+#[test]
+fn logout_everywhere_also_revokes_the_presented_token_issued_in_the_cutoff_second() {
+    // Regression: logout-all set only the cutoff (iat < cutoff is revoked), so the token that
+    // asked for it stayed valid when it had been issued in the same second.
+    let (r, f) = (Revocation::new(cfg()), Fake::new());
+    let presented = jwt("u1", Some("j1"), Some(NOW));
+    let Credential::Jwt(p) = &presented else { unreachable!() };
+    assert!(check(&r, &f, &presented, NOW).is_ok());
+    let w = r.logout_everywhere_request(p, NOW, 60);
+    assert_eq!(w.commands, 2);
+    f.apply(w);
+    assert_eq!(reason(check(&r, &f, &presented, NOW)), Reason::Revoked);
+    assert_eq!(reason(check(&r, &f, &jwt("u1", Some("j0"), Some(NOW - 1)), NOW)), Reason::Revoked);
+    // A token issued right after, in the same second (a new login), passes.
+    assert!(check(&r, &f, &jwt("u1", Some("j2"), Some(NOW)), NOW).is_ok());
+
+    // Without a jti the cutoff moves past the presented token's iat.
+    let no_jti = jwt("u2", None, Some(NOW));
+    let Credential::Jwt(p) = &no_jti else { unreachable!() };
+    let w = r.logout_everywhere_request(p, NOW, 60);
+    assert_eq!(w.commands, 1);
+    f.apply(w);
+    assert_eq!(reason(check(&r, &f, &no_jti, NOW)), Reason::Revoked);
+    assert!(check(&r, &f, &jwt("u2", None, Some(NOW + 1)), NOW + 1).is_ok());
 }
 
 // ---------- helpers ----------
@@ -586,8 +635,8 @@ fn deferred_cmds(out: &CheckOutcome) -> Vec<Vec<String>> {
     out.deferred.iter().flat_map(|d| serde_json::from_slice::<Vec<Vec<String>>>(d.body.as_ref().unwrap()).unwrap()).collect()
 }
 
-fn pipeline_request_of(r: &Revocation, cmds: Vec<Command>) -> HttpRequest {
-    store::pipeline_request(&r.config().endpoint, &cmds)
+fn pipeline_request_of(r: &Revocation, cmds: Vec<Command>) -> WriteRequest {
+    WriteRequest { request: store::pipeline_request(&r.config().endpoint, &cmds), commands: cmds.len() }
 }
 
 /// `set_perms` is a Lua script; the fake stores the set directly with the same key.
