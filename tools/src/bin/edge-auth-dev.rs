@@ -52,7 +52,7 @@ struct Args {
     #[arg(long)]
     dev: bool,
     /// Keep the logs directory after a clean shutdown (also env EDGE_AUTH_KEEP_LOGS=1).
-    #[arg(long, env = "EDGE_AUTH_KEEP_LOGS")]
+    #[arg(long, env = "EDGE_AUTH_KEEP_LOGS", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     keep_logs: bool,
 }
 

@@ -260,6 +260,11 @@ impl Stack {
         let config = logs_dir.join("wrangler.toml");
         std::fs::write(&config, wrangler::config_toml(main, &vars))
             .map_err(|e| StackError::io(format!("writing {}", config.display()), e))?;
+        // Secrets go where wrangler dev reads secrets from (beside the config), so its banner
+        // and logs show them as hidden.
+        let secrets = logs_dir.join(".dev.vars");
+        std::fs::write(&secrets, wrangler::dev_vars(&vars))
+            .map_err(|e| StackError::io(format!("writing {}", secrets.display()), e))?;
         let state_dir = logs_dir.join("wrangler-state");
         std::fs::create_dir_all(&state_dir).map_err(|e| StackError::io("creating the wrangler state directory", e))?;
         // A free port can be taken by someone else before workerd binds it: then wrangler

@@ -10,8 +10,30 @@ use std::process::Command;
 /// Compatibility date written into the temporary config.
 pub const COMPATIBILITY_DATE: &str = "2025-09-01";
 
+/// Whether a var is a secret: it then goes to `.dev.vars`, which wrangler loads as secrets and
+/// does not print in its start-up banner, instead of `[vars]`. Only values that need no quoting
+/// in the dotenv format qualify; anything else stays in `[vars]`.
+pub fn is_secret(name: &str, value: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ["TOKEN", "SECRET", "KEY", "PASSWORD"].iter().any(|w| upper.contains(w))
+        && !value.is_empty()
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~+/=".contains(&b))
+}
+
+/// The `.dev.vars` text (`NAME=value` lines) of the secret vars, last occurrence winning.
+pub fn dev_vars(vars: &[(String, String)]) -> String {
+    let mut out = String::new();
+    for (i, (name, value)) in vars.iter().enumerate() {
+        if vars.iter().skip(i + 1).any(|(n, _)| n == name) || !is_secret(name, value) {
+            continue;
+        }
+        out.push_str(&format!("{name}={value}\n"));
+    }
+    out
+}
+
 /// The TOML text of the temporary config. `vars` are written in order under `[vars]`; a name
-/// given twice keeps its last value.
+/// given twice keeps its last value; secrets ([`is_secret`]) are left to [`dev_vars`].
 pub fn config_toml(main: &Path, vars: &[(String, String)]) -> String {
     let mut out = String::new();
     out.push_str("# Written by edge-auth-dev for one run; serves a prebuilt bundle, no build step.\n");
@@ -21,7 +43,7 @@ pub fn config_toml(main: &Path, vars: &[(String, String)]) -> String {
     out.push_str("\n[vars]\n");
     for (i, (name, value)) in vars.iter().enumerate() {
         // Keep only the last occurrence of each name.
-        if vars.iter().skip(i + 1).any(|(n, _)| n == name) {
+        if vars.iter().skip(i + 1).any(|(n, _)| n == name) || is_secret(name, value) {
             continue;
         }
         out.push_str(&format!("{} = {}\n", toml_string(name), toml_string(value)));
@@ -96,5 +118,25 @@ mod tests {
         assert!(text.contains("\"X\" = \"a \\\"quoted\\\"\\nline\\\\\"\n"), "{text}");
         assert!(text.contains("\"ORIGIN_URL\" = \"not a url\"\n"), "{text}");
         assert_eq!(text.matches("ORIGIN_URL").count(), 1, "{text}");
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn secrets_go_to_dev_vars_and_not_to_the_config() {
+        let vars = vec![
+            ("UPSTASH_REDIS_REST_TOKEN".to_string(), "abc123".to_string()),
+            ("DEV_JWT_SECRET".to_string(), "s3cr3t-value_x".to_string()),
+            ("ISSUERS".to_string(), "[{\"issuer\":\"x\"}]".to_string()),
+            ("ODD_KEY".to_string(), "has space".to_string()),
+        ];
+        let toml = config_toml(Path::new("/b/index.js"), &vars);
+        let env = dev_vars(&vars);
+        assert!(!toml.contains("abc123") && !toml.contains("s3cr3t"), "{toml}");
+        assert!(toml.contains("ISSUERS") && toml.contains("has space"), "{toml}");
+        assert_eq!(env, "UPSTASH_REDIS_REST_TOKEN=abc123\nDEV_JWT_SECRET=s3cr3t-value_x\n");
     }
 }
