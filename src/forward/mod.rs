@@ -7,8 +7,9 @@
 //! Guarantees, on every route including public ones:
 //! - every incoming header whose name starts with `HEADER_PREFIX` (any letter case), every
 //!   configured identity header, the assertion header and the proxy headers
-//!   ([`config::PROXY_HEADERS`]: `Forwarded`, `X-Forwarded-*`, `X-Real-IP`) are deleted before
-//!   anything is set, so an origin never sees a client-made identity;
+//!   ([`config::PROXY_HEADERS`]: `Forwarded`, every `X-Forwarded-*`, `X-Real-IP` and the other
+//!   client-IP headers, the `X-Original-URL` / `X-Rewrite-URL` rewrites) are deleted before
+//!   anything is set, so an origin never sees a client-made identity, address or path;
 //! - `X-Forwarded-For` is set to the client IP the runtime reports (`CF-Connecting-IP`), never
 //!   appended to a client-supplied value; it is omitted if that IP does not parse;
 //! - the credential is deleted from where it was found (unless the rule keeps it): the
@@ -81,7 +82,7 @@ pub fn plan(
     let prefix = cfg.header_prefix.to_ascii_lowercase();
     for (name, _) in &head.headers {
         let lower = name.to_ascii_lowercase();
-        if lower.starts_with(&prefix) {
+        if lower.starts_with(&prefix) || lower.starts_with(config::PROXY_HEADER_PREFIX) {
             push_remove(lower, &mut remove);
         }
     }

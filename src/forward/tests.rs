@@ -174,6 +174,22 @@ fn forged_forwarding_headers_are_replaced() {
         let p = plan(&cfg, &h, None, None, false, "r", ip);
         assert!(get(&apply(&p, &h), "x-forwarded-for").is_empty(), "{ip:?}");
     }
+    // Every other X-Forwarded-*, the client-IP headers and the URL rewrites are gone, in any case.
+    let others = [
+        ("X-Forwarded-Prefix", "/evil"), ("x-forwarded-uri", "/admin"), ("X-FORWARDED-SSL", "on"),
+        ("X-Forwarded-Scheme", "https"), ("x-forwarded-server", "evil"), ("X-Forwarded-Method", "DELETE"),
+        ("True-Client-IP", "6.6.6.6"), ("x-client-ip", "6.6.6.6"), ("Client-IP", "6.6.6.6"),
+        ("X-Cluster-Client-IP", "6.6.6.6"), ("X-Original-URL", "/admin"), ("x-rewrite-url", "/admin"),
+        ("x-forwarded", "kept: not a prefix match"), ("x-forwardedfor", "kept"),
+    ];
+    let h2 = head(&others);
+    let sent = apply(&plan(&cfg, &h2, None, None, false, "r", None), &h2);
+    let names: Vec<&str> = sent.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names.iter().filter(|n| !["host", "x-forwarded-proto", "x-forwarded-host", "x-auth-request-id"].contains(n)).collect::<Vec<_>>(),
+        vec![&"x-forwarded", &"x-forwardedfor"],
+        "{sent:?}"
+    );
     let preserve = super::config::ForwardConfig { host_header: HostHeader::Preserve, ..cfg };
     let p = plan(&preserve, &h, None, None, false, "r", None);
     assert_eq!(p.set_header("host"), Some("api.example.com"));
@@ -280,6 +296,10 @@ fn config_errors() {
     assert_eq!(cfg_err(&[o, ("CLAIM_HEADERS", "[]")]).field, "CLAIM_HEADERS");
     assert_eq!(cfg_err(&[o, ("CLAIM_HEADERS", r#"{"sub":"Authorization"}"#)]).field, "CLAIM_HEADERS.sub");
     assert_eq!(cfg_err(&[o, ("CLAIM_HEADERS", r#"{"sub":"X-Auth-Scopes"}"#)]).field, "CLAIM_HEADERS.sub");
+    for reserved in ["X-Forwarded-User", "True-Client-IP", "X-Original-URL"] {
+        let json = format!(r#"{{"sub":"{reserved}"}}"#);
+        assert_eq!(cfg_err(&[o, ("CLAIM_HEADERS", &json)]).field, "CLAIM_HEADERS.sub", "{reserved}");
+    }
     assert_eq!(cfg_err(&[o, ("CLAIM_HEADERS", r#"{"sub":"X-A","iss":"x-a"}"#)]).field, "CLAIM_HEADERS.sub");
     assert_eq!(cfg_err(&[o, ("CLAIM_HEADERS", r#"{"sub":"X-A: b"}"#)]).field, "CLAIM_HEADERS.sub");
     assert_eq!(cfg_err(&[o, ("CLAIM_HEADERS", r#"{"sub":1}"#)]).field, "CLAIM_HEADERS.sub");
