@@ -200,29 +200,32 @@ fn credential_is_removed_from_where_it_came() {
     let cfg = cfg(&[]);
     let h = head(&[
         ("authorization", "Bearer T0K"),
-        ("cookie", "theme=dark; session=T0K; lang=en"),
+        ("cookie", "theme=dark; session=OTHER; lang=en"),
         ("x-api-token", "T0K"),
     ]);
 
     let p = plan(&cfg, &h, Some(&identity()), Some(&CredentialLocation::Authorization), false, "r", None);
     let sent = apply(&p, &h);
     assert!(get(&sent, "authorization").is_empty());
-    assert_eq!(get(&sent, "cookie"), vec!["theme=dark; session=T0K; lang=en"], "other locations untouched");
-    assert_eq!(p.url, "https://origin.internal:8443/base/v1/orders?a=1&access_token=T0K&b=2");
+    assert_eq!(get(&sent, "cookie"), vec!["theme=dark; session=OTHER; lang=en"], "a different value stays");
 
+    let h = head(&[("cookie", "theme=dark; session=T0K; lang=en"), ("authorization", "Basic dXNlcjpwYXNz")]);
     let p = plan(&cfg, &h, Some(&identity()), Some(&CredentialLocation::Cookie("session".into())), false, "r", None);
     let sent = apply(&p, &h);
     assert_eq!(get(&sent, "cookie"), vec!["theme=dark; lang=en"]);
-    assert_eq!(get(&sent, "authorization"), vec!["Bearer T0K"]);
+    assert_eq!(get(&sent, "authorization"), vec!["Basic dXNlcjpwYXNz"], "another scheme is not the credential");
 
+    let h = head(&[("X-Api-Token", "T0K")]);
     let p = plan(&cfg, &h, Some(&identity()), Some(&CredentialLocation::Header("X-Api-Token".into())), false, "r", None);
     assert!(get(&apply(&p, &h), "x-api-token").is_empty());
 
+    let h = head(&[]);
     let p = plan(&cfg, &h, Some(&identity()), Some(&CredentialLocation::Query("access_token".into())), false, "r", None);
     assert_eq!(p.url, "https://origin.internal:8443/base/v1/orders?a=1&b=2");
     assert_eq!(p.path_and_query(), "/base/v1/orders?a=1&b=2");
 
     // keep_credential: nothing removed.
+    let h = head(&[("authorization", "Bearer T0K"), ("cookie", "theme=dark; session=T0K; lang=en")]);
     for loc in [
         CredentialLocation::Authorization,
         CredentialLocation::Cookie("session".into()),
@@ -234,6 +237,39 @@ fn credential_is_removed_from_where_it_came() {
         assert_eq!(get(&sent, "cookie"), vec!["theme=dark; session=T0K; lang=en"]);
         assert!(p.url.ends_with("?a=1&access_token=T0K&b=2"));
     }
+}
+
+#[test]
+fn every_copy_of_the_credential_is_removed() {
+    // The same token in the header, a cookie, the query (twice, once with an encoded name) and a
+    // custom header: whichever location the gateway reports, no copy reaches the origin.
+    let cfg = cfg(&[]);
+    let mut h = head(&[
+        ("authorization", "Bearer T0K"),
+        ("cookie", "theme=dark; session=\"T0K\"; lang=en"),
+        ("cookie", "sid=T0K"),
+        ("x-api-token", "T0K"),
+        ("x-other", "T0K-not-the-same"),
+    ]);
+    h.query = Some("a=1&access_token=T0K&b=T0K2&access%5Ftoken=T0K&c=T%30K".into());
+    for loc in [
+        CredentialLocation::Authorization,
+        CredentialLocation::Cookie("session".into()),
+        CredentialLocation::Header("x-api-token".into()),
+        CredentialLocation::Query("access_token".into()),
+    ] {
+        let p = plan(&cfg, &h, Some(&identity()), Some(&loc), false, "r", None);
+        let sent = apply(&p, &h);
+        assert!(get(&sent, "authorization").is_empty(), "{loc:?}");
+        assert!(get(&sent, "x-api-token").is_empty(), "{loc:?}");
+        assert_eq!(get(&sent, "cookie"), vec!["theme=dark; lang=en"], "{loc:?}");
+        assert_eq!(get(&sent, "x-other"), vec!["T0K-not-the-same"], "{loc:?}");
+        assert_eq!(p.path_and_query(), "/base/v1/orders?a=1&b=T0K2", "{loc:?}");
+    }
+    // A value that cannot be read back (no such cookie): only the location itself is cleaned.
+    let h = head(&[("authorization", "Bearer T0K")]);
+    let p = plan(&cfg, &h, None, Some(&CredentialLocation::Cookie("session".into())), false, "r", None);
+    assert_eq!(get(&apply(&p, &h), "authorization"), vec!["Bearer T0K"]);
 }
 
 #[test]
