@@ -474,6 +474,24 @@ fn the_credential_is_removed_from_header_cookie_and_query() {
 }
 
 #[test]
+fn the_same_token_sent_in_several_places_is_removed_from_all_of_them() {
+    let stack = stack();
+    let sub = format!("user-{}", random_hex(4));
+    let tok = token(&sub, json!({}));
+    let bearer = format!("Bearer {tok}");
+    let cookie = format!("theme=dark; session={tok}");
+    let path = format!("/api/everywhere?page=1&access_token={tok}&access%5Ftoken={tok}");
+    let echo = forwarded(&stack.get(&path, &[("authorization", &bearer), ("cookie", &cookie)]));
+    assert_eq!(echo.header("x-auth-subject"), Some(sub.as_str()));
+    assert!(echo.header("authorization").is_none(), "{:?}", echo.headers);
+    assert_eq!(echo.header("cookie"), Some("theme=dark"));
+    assert_eq!(echo.query.as_deref(), Some("page=1"));
+    for (name, value) in &echo.headers {
+        assert!(!value.contains(&tok), "the token reached the origin in {name}");
+    }
+}
+
+#[test]
 fn a_keep_credential_rule_forwards_the_credential_where_it_was() {
     let stack = stack();
     let sub = format!("user-{}", random_hex(4));
