@@ -464,6 +464,9 @@ fn the_credential_is_removed_from_header_cookie_and_query() {
     let echo = forwarded(&stack.get(&format!("/api/q?b=2&access_token={tok}&a=1&a=3&empty=&sp=x%20y"), &[]));
     assert_eq!(echo.query.as_deref(), Some("b=2&a=1&a=3&empty=&sp=x%20y"));
     assert_eq!(echo.header("x-auth-subject"), Some(sub.as_str()));
+    // The assertion is bound to the query the origin got, without the token.
+    let claims = verify_assertion(stack, echo.header("x-auth-assertion").expect("assertion"), &echo).expect("assertion verifies");
+    assert_eq!(claims.qsh.as_deref(), Some(edge_auth_origin::query_hash("b=2&a=1&a=3&empty=&sp=x%20y").as_str()));
 
     let echo = forwarded(&stack.get(&format!("/api/q?access_token={tok}"), &[]));
     assert_eq!(echo.query, None, "the origin got a query although the token was the only parameter");

@@ -182,6 +182,23 @@ fn raw_get(stack: &Stack, target: &str, host: &str, token: Option<&str>) -> Opti
     raw(stack, req.as_bytes())
 }
 
+/// The worker's JSON log line for request `rid` (waits up to 10 s for it to be written).
+fn log_line(stack: &Stack, rid: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(std::path::Path::new(&stack.info.logs_dir).join("wrangler.stdout.log")).unwrap_or_default();
+        let found = text
+            .lines()
+            .filter_map(|l| l.find('{').and_then(|i| serde_json::from_str::<Value>(&l[i..]).ok()))
+            .find(|v| v["request_id"] == rid);
+        if let Some(v) = found {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "no log line for {rid}\n{}", stack.diagnostics());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -246,6 +263,14 @@ fn redis_permissions_satisfy_the_scopes_of_a_jwt_revocation_rule() {
     for s in ["profile", "admin:write", "billing:read"] {
         assert!(scopes.contains(&s), "{s} missing from X-Auth-Scopes {scopes:?}");
     }
+
+    // The log line says how revocation was checked: one Redis round trip, timed.
+    let rid = echo.header("x-auth-request-id").expect("request id");
+    let line = log_line(stack, rid);
+    assert_eq!((&line["rule"], &line["decision"], &line["revocation"]), (&json!("admin"), &json!("forward"), &json!("checked")), "{line}");
+    assert_eq!(line["redis_round_trips"], 1, "{line}");
+    assert!(line["redis_ms"].as_f64().is_some() && line["verify_ms"].as_f64().is_some(), "{line}");
+    assert_eq!(line["subject"], sub.as_str(), "{line}");
 
     // Permissions are read on every request: taking one away refuses the next request.
     stack.redis_cmd(&["SREM", &perms_key, "admin:write"]);
