@@ -34,9 +34,31 @@ pub struct ForwardConfig {
     pub assertion_header: String,
 }
 
-/// Headers a client must never set: proxies set them, and origins trust them.
-pub const PROXY_HEADERS: &[&str] =
-    &["forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port", "x-real-ip"];
+/// Headers a client must never set: proxies set them, and origins trust them. Besides the
+/// forwarding headers: client-IP headers that frameworks read (`True-Client-IP`, `X-Client-IP`,
+/// `Client-IP` in Rails, `X-Cluster-Client-IP`), and URL rewrites (`X-Original-URL`,
+/// `X-Rewrite-URL`: IIS and Symfony serve that path instead of the request's, so a request the
+/// gateway routed as `/public` would be served as `/admin`).
+pub const PROXY_HEADERS: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "client-ip",
+    "x-cluster-client-ip",
+    "x-original-url",
+    "x-rewrite-url",
+];
+
+/// Name prefix of proxy headers: every incoming `X-Forwarded-*` header is removed, whatever
+/// follows (`X-Forwarded-Prefix` moves an application's base path, `X-Forwarded-Uri` and
+/// `X-Forwarded-Method` are what forward-auth proxies report, `X-Forwarded-Ssl` and
+/// `X-Forwarded-Scheme` make an app believe the request was https).
+pub const PROXY_HEADER_PREFIX: &str = "x-forwarded-";
 
 /// Names a configured identity header may not take.
 const FORBIDDEN_NAMES: &[&str] = &[
@@ -152,7 +174,12 @@ fn parse_claim_headers(text: &str, prefix: &str) -> Result<Vec<(String, String)>
         };
         check_header_name(&header).map_err(|m| ConfigError::new(field.clone(), m))?;
         let lower = header.to_ascii_lowercase();
-        if FORBIDDEN_NAMES.contains(&lower.as_str()) || lower.starts_with("cf-") || lower.starts_with("proxy-") {
+        if FORBIDDEN_NAMES.contains(&lower.as_str())
+            || PROXY_HEADERS.contains(&lower.as_str())
+            || lower.starts_with(PROXY_HEADER_PREFIX)
+            || lower.starts_with("cf-")
+            || lower.starts_with("proxy-")
+        {
             return Err(ConfigError::new(field, format!("{header:?} is reserved for the protocol or the runtime")));
         }
         if generated.contains(&lower) {

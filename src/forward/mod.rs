@@ -7,23 +7,26 @@
 //! Guarantees, on every route including public ones:
 //! - every incoming header whose name starts with `HEADER_PREFIX` (any letter case), every
 //!   configured identity header, the assertion header and the proxy headers
-//!   ([`config::PROXY_HEADERS`]: `Forwarded`, `X-Forwarded-*`, `X-Real-IP`) are deleted before
-//!   anything is set, so an origin never sees a client-made identity;
+//!   ([`config::PROXY_HEADERS`]: `Forwarded`, every `X-Forwarded-*`, `X-Real-IP` and the other
+//!   client-IP headers, the `X-Original-URL` / `X-Rewrite-URL` rewrites) are deleted before
+//!   anything is set, so an origin never sees a client-made identity, address or path;
 //! - `X-Forwarded-For` is set to the client IP the runtime reports (`CF-Connecting-IP`), never
 //!   appended to a client-supplied value; it is omitted if that IP does not parse;
-//! - the credential is deleted from where it was found (unless the rule keeps it): the
-//!   `Authorization` header or the named header; the one cookie from `Cookie`, other cookies kept
-//!   in order; the query parameter from the URL, other parameters kept in order and as sent;
+//! - the credential is deleted from where it was found and from wherever else the same value
+//!   was sent (unless the rule keeps it; see [`credential`]): the `Authorization` header or the
+//!   named header; the cookie from `Cookie`, other cookies kept in order; the query parameter
+//!   from the URL, other parameters kept in order and as sent;
 //! - every value set is visible ASCII (no CR, LF or NUL); claim values follow [`values`].
 //!
 //! `Host`: `set_headers` carries a `Host` pair ([`HostHeader`]); the runtime may derive `Host`
 //! from `url` regardless.
 
 pub mod config;
+mod credential;
 pub mod values;
 
 use base64::Engine as _;
-use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde_json::Value;
 
 use crate::http::RequestHead;
@@ -81,7 +84,7 @@ pub fn plan(
     let prefix = cfg.header_prefix.to_ascii_lowercase();
     for (name, _) in &head.headers {
         let lower = name.to_ascii_lowercase();
-        if lower.starts_with(&prefix) {
+        if lower.starts_with(&prefix) || lower.starts_with(config::PROXY_HEADER_PREFIX) {
             push_remove(lower, &mut remove);
         }
     }
@@ -89,22 +92,17 @@ pub fn plan(
         push_remove(name, &mut remove);
     }
 
-    // The credential.
-    let mut drop_query_param: Option<&str> = None;
-    if !keep_credential {
-        match credential {
-            Some(CredentialLocation::Authorization) => push_remove("authorization".into(), &mut remove),
-            Some(CredentialLocation::Header(name)) => push_remove(name.to_ascii_lowercase(), &mut remove),
-            Some(CredentialLocation::Cookie(name)) => {
-                if let Some(rest) = cookies_without(head, name) {
-                    push_remove("cookie".into(), &mut remove);
-                    if !rest.is_empty() && values::is_safe_value(&rest) {
-                        set.push(("Cookie".into(), rest));
-                    }
-                }
+    // The credential: where it was found and every other copy (see [`credential`]).
+    let consumed = credential.filter(|_| !keep_credential).map(|loc| credential::Consumed::new(head, loc));
+    if let Some(c) = &consumed {
+        for name in c.headers(head) {
+            push_remove(name, &mut remove);
+        }
+        if let Some(rest) = c.cookies(head) {
+            push_remove("cookie".into(), &mut remove);
+            if !rest.is_empty() && values::is_safe_value(&rest) {
+                set.push(("Cookie".into(), rest));
             }
-            Some(CredentialLocation::Query(name)) => drop_query_param = Some(name.as_str()),
-            None => {}
         }
     }
 
@@ -115,8 +113,8 @@ pub fn plan(
     }
     url.extend(utf8_percent_encode(&head.path, PATH_UNSAFE));
     if let Some(query) = head.query.as_deref() {
-        let query = match drop_query_param {
-            Some(param) => query_without(query, param),
+        let query = match &consumed {
+            Some(c) => c.query_without(query),
             None => query.to_string(),
         };
         if !query.is_empty() {
@@ -198,39 +196,6 @@ pub fn revocation_value(status: &RevocationStatus) -> &'static str {
         RevocationStatus::Skipped => "skipped",
         RevocationStatus::NotRequired => "not-required",
     }
-}
-
-/// The `Cookie` header without cookie `name`; `None` if that cookie is not there.
-fn cookies_without(head: &RequestHead, name: &str) -> Option<String> {
-    let mut kept: Vec<&str> = Vec::new();
-    let mut found = false;
-    for value in head.headers_named("cookie") {
-        for pair in value.split(';') {
-            let pair = pair.trim();
-            if pair.is_empty() {
-                continue;
-            }
-            let cookie_name = pair.split('=').next().unwrap_or("").trim();
-            if cookie_name == name {
-                found = true;
-            } else {
-                kept.push(pair);
-            }
-        }
-    }
-    found.then(|| kept.join("; "))
-}
-
-/// The raw query without every `param` parameter (name compared after decoding `%XX` and `+`).
-fn query_without(query: &str, param: &str) -> String {
-    query
-        .split('&')
-        .filter(|pair| {
-            let raw_name = pair.split('=').next().unwrap_or("").replace('+', " ");
-            percent_decode_str(&raw_name).decode_utf8_lossy() != param
-        })
-        .collect::<Vec<_>>()
-        .join("&")
 }
 
 /// A host with optional port, as in a `Host` header.

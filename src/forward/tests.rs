@@ -174,6 +174,22 @@ fn forged_forwarding_headers_are_replaced() {
         let p = plan(&cfg, &h, None, None, false, "r", ip);
         assert!(get(&apply(&p, &h), "x-forwarded-for").is_empty(), "{ip:?}");
     }
+    // Every other X-Forwarded-*, the client-IP headers and the URL rewrites are gone, in any case.
+    let others = [
+        ("X-Forwarded-Prefix", "/evil"), ("x-forwarded-uri", "/admin"), ("X-FORWARDED-SSL", "on"),
+        ("X-Forwarded-Scheme", "https"), ("x-forwarded-server", "evil"), ("X-Forwarded-Method", "DELETE"),
+        ("True-Client-IP", "6.6.6.6"), ("x-client-ip", "6.6.6.6"), ("Client-IP", "6.6.6.6"),
+        ("X-Cluster-Client-IP", "6.6.6.6"), ("X-Original-URL", "/admin"), ("x-rewrite-url", "/admin"),
+        ("x-forwarded", "kept: not a prefix match"), ("x-forwardedfor", "kept"),
+    ];
+    let h2 = head(&others);
+    let sent = apply(&plan(&cfg, &h2, None, None, false, "r", None), &h2);
+    let names: Vec<&str> = sent.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names.iter().filter(|n| !["host", "x-forwarded-proto", "x-forwarded-host", "x-auth-request-id"].contains(n)).collect::<Vec<_>>(),
+        vec![&"x-forwarded", &"x-forwardedfor"],
+        "{sent:?}"
+    );
     let preserve = super::config::ForwardConfig { host_header: HostHeader::Preserve, ..cfg };
     let p = plan(&preserve, &h, None, None, false, "r", None);
     assert_eq!(p.set_header("host"), Some("api.example.com"));
@@ -184,29 +200,32 @@ fn credential_is_removed_from_where_it_came() {
     let cfg = cfg(&[]);
     let h = head(&[
         ("authorization", "Bearer T0K"),
-        ("cookie", "theme=dark; session=T0K; lang=en"),
+        ("cookie", "theme=dark; session=OTHER; lang=en"),
         ("x-api-token", "T0K"),
     ]);
 
     let p = plan(&cfg, &h, Some(&identity()), Some(&CredentialLocation::Authorization), false, "r", None);
     let sent = apply(&p, &h);
     assert!(get(&sent, "authorization").is_empty());
-    assert_eq!(get(&sent, "cookie"), vec!["theme=dark; session=T0K; lang=en"], "other locations untouched");
-    assert_eq!(p.url, "https://origin.internal:8443/base/v1/orders?a=1&access_token=T0K&b=2");
+    assert_eq!(get(&sent, "cookie"), vec!["theme=dark; session=OTHER; lang=en"], "a different value stays");
 
+    let h = head(&[("cookie", "theme=dark; session=T0K; lang=en"), ("authorization", "Basic dXNlcjpwYXNz")]);
     let p = plan(&cfg, &h, Some(&identity()), Some(&CredentialLocation::Cookie("session".into())), false, "r", None);
     let sent = apply(&p, &h);
     assert_eq!(get(&sent, "cookie"), vec!["theme=dark; lang=en"]);
-    assert_eq!(get(&sent, "authorization"), vec!["Bearer T0K"]);
+    assert_eq!(get(&sent, "authorization"), vec!["Basic dXNlcjpwYXNz"], "another scheme is not the credential");
 
+    let h = head(&[("X-Api-Token", "T0K")]);
     let p = plan(&cfg, &h, Some(&identity()), Some(&CredentialLocation::Header("X-Api-Token".into())), false, "r", None);
     assert!(get(&apply(&p, &h), "x-api-token").is_empty());
 
+    let h = head(&[]);
     let p = plan(&cfg, &h, Some(&identity()), Some(&CredentialLocation::Query("access_token".into())), false, "r", None);
     assert_eq!(p.url, "https://origin.internal:8443/base/v1/orders?a=1&b=2");
     assert_eq!(p.path_and_query(), "/base/v1/orders?a=1&b=2");
 
     // keep_credential: nothing removed.
+    let h = head(&[("authorization", "Bearer T0K"), ("cookie", "theme=dark; session=T0K; lang=en")]);
     for loc in [
         CredentialLocation::Authorization,
         CredentialLocation::Cookie("session".into()),
@@ -218,6 +237,39 @@ fn credential_is_removed_from_where_it_came() {
         assert_eq!(get(&sent, "cookie"), vec!["theme=dark; session=T0K; lang=en"]);
         assert!(p.url.ends_with("?a=1&access_token=T0K&b=2"));
     }
+}
+
+#[test]
+fn every_copy_of_the_credential_is_removed() {
+    // The same token in the header, a cookie, the query (twice, once with an encoded name) and a
+    // custom header: whichever location the gateway reports, no copy reaches the origin.
+    let cfg = cfg(&[]);
+    let mut h = head(&[
+        ("authorization", "Bearer T0K"),
+        ("cookie", "theme=dark; session=\"T0K\"; lang=en"),
+        ("cookie", "sid=T0K"),
+        ("x-api-token", "T0K"),
+        ("x-other", "T0K-not-the-same"),
+    ]);
+    h.query = Some("a=1&access_token=T0K&b=T0K2&access%5Ftoken=T0K&c=T%30K".into());
+    for loc in [
+        CredentialLocation::Authorization,
+        CredentialLocation::Cookie("session".into()),
+        CredentialLocation::Header("x-api-token".into()),
+        CredentialLocation::Query("access_token".into()),
+    ] {
+        let p = plan(&cfg, &h, Some(&identity()), Some(&loc), false, "r", None);
+        let sent = apply(&p, &h);
+        assert!(get(&sent, "authorization").is_empty(), "{loc:?}");
+        assert!(get(&sent, "x-api-token").is_empty(), "{loc:?}");
+        assert_eq!(get(&sent, "cookie"), vec!["theme=dark; lang=en"], "{loc:?}");
+        assert_eq!(get(&sent, "x-other"), vec!["T0K-not-the-same"], "{loc:?}");
+        assert_eq!(p.path_and_query(), "/base/v1/orders?a=1&b=T0K2", "{loc:?}");
+    }
+    // A value that cannot be read back (no such cookie): only the location itself is cleaned.
+    let h = head(&[("authorization", "Bearer T0K")]);
+    let p = plan(&cfg, &h, None, Some(&CredentialLocation::Cookie("session".into())), false, "r", None);
+    assert_eq!(get(&apply(&p, &h), "authorization"), vec!["Bearer T0K"]);
 }
 
 #[test]
@@ -280,6 +332,10 @@ fn config_errors() {
     assert_eq!(cfg_err(&[o, ("CLAIM_HEADERS", "[]")]).field, "CLAIM_HEADERS");
     assert_eq!(cfg_err(&[o, ("CLAIM_HEADERS", r#"{"sub":"Authorization"}"#)]).field, "CLAIM_HEADERS.sub");
     assert_eq!(cfg_err(&[o, ("CLAIM_HEADERS", r#"{"sub":"X-Auth-Scopes"}"#)]).field, "CLAIM_HEADERS.sub");
+    for reserved in ["X-Forwarded-User", "True-Client-IP", "X-Original-URL"] {
+        let json = format!(r#"{{"sub":"{reserved}"}}"#);
+        assert_eq!(cfg_err(&[o, ("CLAIM_HEADERS", &json)]).field, "CLAIM_HEADERS.sub", "{reserved}");
+    }
     assert_eq!(cfg_err(&[o, ("CLAIM_HEADERS", r#"{"sub":"X-A","iss":"x-a"}"#)]).field, "CLAIM_HEADERS.sub");
     assert_eq!(cfg_err(&[o, ("CLAIM_HEADERS", r#"{"sub":"X-A: b"}"#)]).field, "CLAIM_HEADERS.sub");
     assert_eq!(cfg_err(&[o, ("CLAIM_HEADERS", r#"{"sub":1}"#)]).field, "CLAIM_HEADERS.sub");
