@@ -38,7 +38,9 @@ pub struct ForwardConfig {
 /// forwarding headers: client-IP headers that frameworks read (`True-Client-IP`, `X-Client-IP`,
 /// `Client-IP` in Rails, `X-Cluster-Client-IP`), and URL rewrites (`X-Original-URL`,
 /// `X-Rewrite-URL`: IIS and Symfony serve that path instead of the request's, so a request the
-/// gateway routed as `/public` would be served as `/admin`).
+/// gateway routed as `/public` would be served as `/admin`), and method overrides
+/// (`X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`: frameworks that honour them
+/// would run a DELETE that the route rule only allowed as a POST).
 pub const PROXY_HEADERS: &[&str] = &[
     "forwarded",
     "x-forwarded-for",
@@ -52,6 +54,9 @@ pub const PROXY_HEADERS: &[&str] = &[
     "x-cluster-client-ip",
     "x-original-url",
     "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
 ];
 
 /// Name prefix of proxy headers: every incoming `X-Forwarded-*` header is removed, whatever

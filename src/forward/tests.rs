@@ -174,12 +174,14 @@ fn forged_forwarding_headers_are_replaced() {
         let p = plan(&cfg, &h, None, None, false, "r", ip);
         assert!(get(&apply(&p, &h), "x-forwarded-for").is_empty(), "{ip:?}");
     }
-    // Every other X-Forwarded-*, the client-IP headers and the URL rewrites are gone, in any case.
+    // Every other X-Forwarded-*, the client-IP headers, the URL rewrites and the method overrides
+    // are gone, in any case.
     let others = [
         ("X-Forwarded-Prefix", "/evil"), ("x-forwarded-uri", "/admin"), ("X-FORWARDED-SSL", "on"),
         ("X-Forwarded-Scheme", "https"), ("x-forwarded-server", "evil"), ("X-Forwarded-Method", "DELETE"),
         ("True-Client-IP", "6.6.6.6"), ("x-client-ip", "6.6.6.6"), ("Client-IP", "6.6.6.6"),
         ("X-Cluster-Client-IP", "6.6.6.6"), ("X-Original-URL", "/admin"), ("x-rewrite-url", "/admin"),
+        ("X-HTTP-Method-Override", "DELETE"), ("x-http-method", "DELETE"), ("X-Method-Override", "PUT"),
         ("x-forwarded", "kept: not a prefix match"), ("x-forwardedfor", "kept"),
     ];
     let h2 = head(&others);
