@@ -45,7 +45,7 @@ impl<T: Clone> TokenCache<T> {
     }
 
     /// Remembers `value` for `token` until `exp`. When full, expired entries go first, then the
-    /// entry that expires soonest.
+    /// entries that expire soonest (an eighth of the capacity at a time).
     pub fn insert(&self, token: &str, exp: u64, now: u64, value: T) {
         if self.capacity == 0 || now >= exp {
             return;
@@ -54,13 +54,16 @@ impl<T: Clone> TokenCache<T> {
         let mut entries = self.entries.borrow_mut();
         if !entries.contains_key(&k) && entries.len() >= self.capacity {
             entries.retain(|_, (e, _)| now < *e);
-            while entries.len() >= self.capacity {
-                let soonest = entries.iter().min_by_key(|(_, (e, _))| *e).map(|(k, _)| *k);
-                match soonest {
-                    Some(s) => {
-                        entries.remove(&s);
-                    }
-                    None => break,
+            if entries.len() >= self.capacity {
+                // Evict a batch (an eighth of the capacity, at least one) of the entries that
+                // expire soonest, so a stream of new tokens pays for a sweep once per batch
+                // rather than on every insert.
+                let target = self.capacity - (self.capacity / 8).max(1);
+                let mut by_exp: Vec<([u8; 32], u64)> = entries.iter().map(|(k, (e, _))| (*k, *e)).collect();
+                by_exp.sort_unstable_by_key(|(_, e)| *e);
+                let excess = entries.len() - target;
+                for (old, _) in by_exp.into_iter().take(excess) {
+                    entries.remove(&old);
                 }
             }
         }
@@ -104,6 +107,21 @@ mod tests {
         // Expired entries are evicted first.
         c.insert("d", 400, 250, 'd');
         assert_eq!((c.get("c", 251), c.get("d", 251)), (Some('c'), Some('d')));
+    }
+
+    #[test]
+    fn a_full_cache_evicts_an_eighth_of_the_soonest_expiring_at_once() {
+        let c = TokenCache::new(16);
+        for i in 0..16u64 {
+            c.insert(&format!("t{i}"), 100 + i, 0, i);
+        }
+        c.insert("new", 1000, 0, 99);
+        assert_eq!(c.len(), 15);
+        assert_eq!((c.get("t0", 1), c.get("t1", 1), c.get("t2", 1)), (None, None, Some(2)));
+        assert_eq!(c.get("new", 1), Some(99));
+        // The next insert has room: no sweep, nothing else evicted.
+        c.insert("newer", 1000, 0, 98);
+        assert_eq!(c.len(), 16);
     }
 
     #[test]

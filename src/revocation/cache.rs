@@ -3,7 +3,7 @@
 //!
 //! Only answers that let a credential through are stored; a "revoked" answer is never stored,
 //! so the cache can delay a revocation by at most its validity and never undo one. Bounded to
-//! [`MAX_ENTRIES`]: expired entries go first, then the oldest.
+//! [`MAX_ENTRIES`]: expired entries go first, then the oldest eighth.
 
 use std::collections::HashMap;
 
@@ -66,8 +66,13 @@ impl Cache {
         if self.entries.len() >= MAX_ENTRIES && !self.entries.contains_key(&key) {
             self.entries.retain(|_, e| now < e.valid_until);
             if self.entries.len() >= MAX_ENTRIES {
-                if let Some(oldest) = self.entries.iter().min_by_key(|(_, e)| e.stored_at).map(|(k, _)| k.clone()) {
-                    self.entries.remove(&oldest);
+                // Evict the oldest eighth at once: a stream of new credentials then pays for a
+                // sweep once per batch rather than on every insert.
+                let mut by_age: Vec<(u64, CacheKey)> = self.entries.iter().map(|(k, e)| (e.stored_at, k.clone())).collect();
+                by_age.sort_unstable_by_key(|(at, _)| *at);
+                let excess = self.entries.len() - (MAX_ENTRIES - MAX_ENTRIES / 8);
+                for (_, old) in by_age.into_iter().take(excess) {
+                    self.entries.remove(&old);
                 }
             }
         }
@@ -126,9 +131,20 @@ mod tests {
             c.put(key(i), val(), i as u64, 1_000_000);
         }
         c.put(key(MAX_ENTRIES), val(), 5000, 1_000_000);
-        assert_eq!(c.len(), MAX_ENTRIES);
+        // The oldest eighth goes at once; the newest entry is kept.
+        assert_eq!(c.len(), MAX_ENTRIES - MAX_ENTRIES / 8 + 1);
         assert!(c.get(&key(0), 5000).is_none(), "oldest evicted");
-        assert!(c.get(&key(1), 5000).is_some());
+        assert!(c.get(&key(MAX_ENTRIES / 8 - 1), 5000).is_none(), "the whole oldest eighth evicted");
+        assert!(c.get(&key(MAX_ENTRIES / 8), 5000).is_some());
+        assert!(c.get(&key(MAX_ENTRIES), 5000).is_some());
+        // Expired entries go before live ones.
+        let mut c = Cache::default();
+        for i in 0..MAX_ENTRIES {
+            c.put(key(i), val(), 10, if i == 7 { 20 } else { 1_000_000 });
+        }
+        c.put(key(MAX_ENTRIES), val(), 30, 1_000_000);
+        assert_eq!(c.len(), MAX_ENTRIES);
+        assert!(c.get(&key(0), 30).is_some());
     }
 
     #[test]
