@@ -17,14 +17,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use common::{OriginEcho, Reply, Stack};
+use common::{raw_exchange, OriginEcho, Reply, Stack};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
@@ -110,69 +109,7 @@ fn www_authenticate(reply: &Reply) -> &str {
 
 /// Sends raw request bytes and reads one answer; `None` if the server closed without answering.
 fn raw(stack: &Stack, request: &[u8]) -> Option<Reply> {
-    let addr = stack.info.worker.trim_start_matches("http://").trim_end_matches('/');
-    let mut conn = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    conn.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
-    let _ = conn.write_all(request);
-    read_reply(&mut conn)
-}
-
-/// Reads one HTTP/1.1 answer: complete by Content-Length or chunks (the runtime keeps the
-/// connection open despite `Connection: close`), or whatever came before the server closed.
-fn read_reply(conn: &mut TcpStream) -> Option<Reply> {
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 65536];
-    loop {
-        if let Some(reply) = parse_raw_reply(&raw, false) {
-            return Some(reply);
-        }
-        match conn.read(&mut buf) {
-            Ok(0) => return parse_raw_reply(&raw, true),
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
-                panic!("no complete answer within 30 s; read so far: {:?}", String::from_utf8_lossy(&raw))
-            }
-            Err(_) => return parse_raw_reply(&raw, true), // reset: what came is the answer
-        }
-    }
-}
-
-/// Parses an answer; `None` while incomplete. Without Content-Length or chunking, the body
-/// runs to the end of the connection (`at_eof`).
-fn parse_raw_reply(raw: &[u8], at_eof: bool) -> Option<Reply> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let rest = &raw[split + 4..];
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
-    let body = if chunked {
-        let mut out = Vec::new();
-        let mut at = rest;
-        loop {
-            let line_end = at.windows(2).position(|w| w == b"\r\n")?;
-            let size_text = String::from_utf8_lossy(&at[..line_end]);
-            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-            at = &at[line_end + 2..];
-            if size == 0 {
-                break;
-            }
-            out.extend_from_slice(at.get(..size)?);
-            at = at.get(size + 2..)?;
-        }
-        out
-    } else if let Some(len) = headers.iter().find(|(n, _)| n == "content-length").and_then(|(_, v)| v.parse::<usize>().ok()) {
-        rest.get(..len)?.to_vec()
-    } else if at_eof {
-        rest.to_vec()
-    } else {
-        return None;
-    };
-    Some(Reply { status, headers, body })
+    raw_exchange(stack, request, |_| Ok(()))
 }
 
 /// A raw `GET` with this request target and `Host`, optionally with a bearer token.
