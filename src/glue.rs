@@ -5,17 +5,17 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use sha2::Digest;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use worker::{Context, Env};
 
 use crate::error::{Reason, Refusal};
 use crate::gateway::{Decision, Gateway, Outcome, SELFTEST_PATH};
+use crate::http::{FetchError, HttpClient, HttpRequest, HttpResponse, RequestHead};
 use crate::jwt::jwks_cache::{JwksStore, StoredDoc};
 use crate::jwt::vectors;
-use sha2::Digest;
 use crate::jwt::webcrypto::WebCryptoVerifier;
-use crate::http::{FetchError, HttpClient, HttpRequest, HttpResponse, RequestHead};
 use crate::log::RequestLog;
 use crate::vars::{ConfigError, Vars};
 
