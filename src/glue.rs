@@ -24,6 +24,8 @@ thread_local! {
     static GATEWAY: RefCell<Option<Rc<Result<Gateway<CacheJwksStore>, ConfigError>>>> = const { RefCell::new(None) };
     /// WebCrypto verifier: imported CryptoKeys are cached for the isolate's life.
     static CRYPTO: Rc<WebCryptoVerifier> = Rc::new(WebCryptoVerifier::new());
+    /// Whether an Analytics Engine dataset is bound as `AUTH_ANALYTICS`.
+    static ANALYTICS_BOUND: std::cell::OnceCell<bool> = const { std::cell::OnceCell::new() };
 }
 
 struct EnvVars<'a>(&'a Env);
@@ -276,6 +278,10 @@ async fn handle(raw: &web_sys::Request, env: Env, ctx: Context) -> worker::Resul
 /// `AUTH_ANALYTICS`, when it is bound: index = rule; blobs = decision, reason, rule,
 /// credential; doubles = status, total ms, Redis round trips.
 fn record_analytics(env: &Env, log: &RequestLog) {
+    // Whether the binding exists is fixed per deployment: look it up once per isolate.
+    if !ANALYTICS_BOUND.with(|b| *b.get_or_init(|| env.analytics_engine("AUTH_ANALYTICS").is_ok())) {
+        return;
+    }
     let Ok(dataset) = env.analytics_engine("AUTH_ANALYTICS") else { return };
     let rule = log.rule.as_deref().unwrap_or("-");
     let _ = worker::AnalyticsEngineDataPointBuilder::new()

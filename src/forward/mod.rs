@@ -88,8 +88,12 @@ pub fn plan(
             push_remove(lower, &mut remove);
         }
     }
+    // The header edits apply to a copy of exactly these headers, so a name that is not present
+    // needs no delete (each delete is a call into the runtime).
     for name in cfg.always_removed() {
-        push_remove(name, &mut remove);
+        if head.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+            push_remove(name, &mut remove);
+        }
     }
 
     // The credential: where it was found and every other copy (see [`credential`]).

@@ -20,7 +20,10 @@ pub const MAX_IMPORTED_KEYS: usize = 256;
 /// Verifies RS*/PS*/ES256/ES384/EdDSA with WebCrypto. One per isolate (it caches imported keys).
 #[derive(Default)]
 pub struct WebCryptoVerifier {
-    keys: RefCell<HashMap<String, CryptoKey>>,
+    /// Imported key and its `verify` parameters object, by key fingerprint and algorithm: both
+    /// are built once, not on every request.
+    keys: RefCell<HashMap<String, (CryptoKey, Object)>>,
+    subtle: RefCell<Option<SubtleCrypto>>,
 }
 
 fn js_err(e: JsValue) -> String {
@@ -94,8 +97,18 @@ impl WebCryptoVerifier {
         Self::default()
     }
 
-    /// The imported key for (`key`, `alg`), importing it on first use.
-    async fn crypto_key(&self, subtle: &SubtleCrypto, key: &VerifyingKey, alg: Algorithm) -> Result<CryptoKey, CryptoError> {
+    /// `crypto.subtle`, looked up once.
+    fn subtle(&self) -> Result<SubtleCrypto, CryptoError> {
+        if let Some(s) = self.subtle.borrow().as_ref() {
+            return Ok(s.clone());
+        }
+        let subtle = subtle()?;
+        *self.subtle.borrow_mut() = Some(subtle.clone());
+        Ok(subtle)
+    }
+
+    /// The imported key for (`key`, `alg`) with its `verify` parameters, importing it on first use.
+    async fn crypto_key(&self, subtle: &SubtleCrypto, key: &VerifyingKey, alg: Algorithm) -> Result<(CryptoKey, Object), CryptoError> {
         // RSA keys are bound to one hash and scheme at import; EC/Ed25519 to their curve.
         let cache_key = format!("{}|{}", key.id, alg.name());
         if let Some(k) = self.keys.borrow().get(&cache_key) {
@@ -107,12 +120,13 @@ impl WebCryptoVerifier {
             .map_err(|e| CryptoError::InvalidKey(js_err(e)))?;
         let imported = JsFuture::from(promise).await.map_err(|e| CryptoError::InvalidKey(js_err(e)))?;
         let crypto_key: CryptoKey = imported.dyn_into().map_err(|_| CryptoError::Backend("importKey gave no CryptoKey".into()))?;
+        let entry = (crypto_key, verify_params(key, alg)?);
         let mut keys = self.keys.borrow_mut();
         if keys.len() >= MAX_IMPORTED_KEYS {
             keys.clear();
         }
-        keys.insert(cache_key, crypto_key.clone());
-        Ok(crypto_key)
+        keys.insert(cache_key, entry.clone());
+        Ok(entry)
     }
 }
 
@@ -136,10 +150,10 @@ impl SignatureVerifier for WebCryptoVerifier {
         if matches!(key.material, KeyMaterial::Ed25519 { .. }) && signature.len() != 64 {
             return Ok(false);
         }
-        let subtle = subtle()?;
-        let crypto_key = self.crypto_key(&subtle, key, alg).await?;
+        let subtle = self.subtle()?;
+        let (crypto_key, params) = self.crypto_key(&subtle, key, alg).await?;
         let promise = subtle
-            .verify_with_object_and_u8_array_and_u8_array(&verify_params(key, alg)?, &crypto_key, signature, signing_input)
+            .verify_with_object_and_u8_array_and_u8_array(&params, &crypto_key, signature, signing_input)
             .map_err(|e| CryptoError::Backend(js_err(e)))?;
         match JsFuture::from(promise).await {
             Ok(v) => Ok(v.as_bool().unwrap_or(false)),
