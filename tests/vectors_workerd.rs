@@ -12,24 +12,9 @@ use std::path::PathBuf;
 
 use common::Stack;
 use edge_auth::jwt::host_crypto::HostVerifier;
-use edge_auth::jwt::vectors::{run_rfc7520, run_wycheproof, VectorReport};
+use edge_auth::jwt::vectors::{run_rfc7520, run_wycheproof, VectorReport, WYCHEPROOF_FILES};
 use futures::executor::block_on;
 use serde_json::Value;
-
-/// The same files, with the same minimum case counts, as `tests/vectors.rs`.
-const WYCHEPROOF: &[(&str, usize)] = &[
-    ("json_web_signature", 300),
-    ("ecdsa_secp256r1_sha256_p1363", 200),
-    ("ecdsa_secp384r1_sha384_p1363", 200),
-    ("rsa_signature_2048_sha256", 200),
-    ("rsa_signature_3072_sha384", 200),
-    ("rsa_signature_4096_sha512", 200),
-    ("rsa_pss_2048_sha256_mgf1_32", 80),
-    ("ed25519", 100),
-    ("hmac_sha256", 50),
-    ("hmac_sha384", 50),
-    ("hmac_sha512", 50),
-];
 
 /// RFC 7520 §4 signature examples (the documents `run_rfc7520` takes), under the names the host
 /// test uses (policy deviations are keyed by them).
@@ -126,7 +111,7 @@ fn wycheproof_and_rfc7520_vectors_decide_the_same_inside_workerd() {
 
     let mut problems = Vec::new();
     let mut total = 0usize;
-    for (stem, min) in WYCHEPROOF {
+    for (stem, min) in WYCHEPROOF_FILES {
         let text = read(&dir.join(format!("wycheproof/{stem}_test.json")));
         let doc: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{stem}: {e}"));
         let host = block_on(run_wycheproof(stem, &doc, &HostVerifier));

@@ -12,6 +12,23 @@ use super::keys::{pin_algorithms, select, HmacSecret, KeyMaterial, Selection, Ve
 use super::pem::parse_public_key_pem;
 use crate::error::Reason;
 
+/// The Wycheproof files (stems under `shared/vectors/wycheproof/`, without `_test.json`) the
+/// vector tests run, each with the minimum number of cases that must have run. Shared by the host
+/// test and the WebCrypto-in-workerd test so both decide the same files.
+pub const WYCHEPROOF_FILES: &[(&str, usize)] = &[
+    ("json_web_signature", 300),
+    ("ecdsa_secp256r1_sha256_p1363", 200),
+    ("ecdsa_secp384r1_sha384_p1363", 200),
+    ("rsa_signature_2048_sha256", 200),
+    ("rsa_signature_3072_sha384", 200),
+    ("rsa_signature_4096_sha512", 200),
+    ("rsa_pss_2048_sha256_mgf1_32", 80),
+    ("ed25519", 100),
+    ("hmac_sha256", 50),
+    ("hmac_sha384", 50),
+    ("hmac_sha512", 50),
+];
+
 /// Wycheproof "valid" cases this gateway rejects on purpose, with the reason it gives.
 /// (file stem, tcId, expected refusal, why)
 pub const POLICY_DEVIATIONS: &[(&str, u64, Reason, &str)] = &[
