@@ -20,7 +20,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -350,25 +350,9 @@ impl OidcProvider {
         // Drain stderr (warnings, server errors) so the provider never blocks on a full pipe.
         let stderr_text = Arc::new(Mutex::new(String::new()));
         if let Some(pipe) = child.stderr.take() {
-            let sink = stderr_text.clone();
-            std::thread::spawn(move || {
-                let mut r = BufReader::new(pipe);
-                let mut line = String::new();
-                while matches!(r.read_line(&mut line), Ok(n) if n > 0) {
-                    sink.lock().unwrap_or_else(|p| p.into_inner()).push_str(&line);
-                    line.clear();
-                }
-            });
+            common::drain_into(pipe, stderr_text.clone());
         }
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut r = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = r.read_line(&mut line);
-            let _ = tx.send(line);
-            let mut sink = Vec::new();
-            let _ = r.read_to_end(&mut sink);
-        });
+        let rx = common::first_line(stdout);
         let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
         let info: Value = match serde_json::from_str(line.trim()) {
             Ok(v) => v,

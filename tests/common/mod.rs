@@ -205,29 +205,8 @@ impl Stack {
         let stderr_pipe = child.stderr.take().ok_or("no stderr pipe")?;
 
         let stderr = Arc::new(Mutex::new(String::new()));
-        {
-            let stderr = stderr.clone();
-            std::thread::spawn(move || {
-                let mut r = BufReader::new(stderr_pipe);
-                let mut line = String::new();
-                while matches!(r.read_line(&mut line), Ok(n) if n > 0) {
-                    if let Ok(mut s) = stderr.lock() {
-                        s.push_str(&line);
-                    }
-                    line.clear();
-                }
-            });
-        }
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut r = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = r.read_line(&mut line);
-            let _ = tx.send(line);
-            // Keep draining so the launcher never blocks on a full pipe.
-            let mut sink = Vec::new();
-            let _ = r.read_to_end(&mut sink);
-        });
+        drain_into(stderr_pipe, stderr.clone());
+        let rx = first_line(stdout);
         let stderr_now = |stderr: &Arc<Mutex<String>>| {
             std::thread::sleep(Duration::from_millis(200));
             stderr.lock().map(|s| s.clone()).unwrap_or_default()
@@ -505,4 +484,35 @@ fn parse_raw_reply(raw: &[u8], at_eof: bool) -> Option<Reply> {
         return None;
     };
     Some(Reply { status, headers, body })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child-process pipes.
+
+/// Appends everything `pipe` writes to `sink`, line by line, on a thread (so the child never
+/// blocks on a full pipe).
+pub fn drain_into(pipe: impl Read + Send + 'static, sink: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(pipe);
+        let mut line = String::new();
+        while matches!(r.read_line(&mut line), Ok(n) if n > 0) {
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push_str(&line);
+            line.clear();
+        }
+    });
+}
+
+/// The first line `pipe` writes (for a ready line such as the launcher's JSON), then keeps
+/// draining the rest on the same thread.
+pub fn first_line(pipe: impl Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(pipe);
+        let mut line = String::new();
+        let _ = r.read_line(&mut line);
+        let _ = tx.send(line);
+        let mut sink = Vec::new();
+        let _ = r.read_to_end(&mut sink);
+    });
+    rx
 }
