@@ -146,6 +146,21 @@ impl ForwardConfig {
         names.extend(PROXY_HEADERS.iter().map(|s| s.to_string()));
         names
     }
+
+    /// Whether `name` (any letter case) is one of [`Self::always_removed`], without building
+    /// that list (this runs for every header of every request).
+    pub fn is_always_removed(&self, name: &str) -> bool {
+        let prefixed = |suffix: &str| {
+            let p = &self.header_prefix;
+            name.len() == p.len() + suffix.len()
+                && name.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p))
+                && name.get(p.len()..).is_some_and(|t| t.eq_ignore_ascii_case(suffix))
+        };
+        self.claim_headers.iter().any(|(_, h)| h.eq_ignore_ascii_case(name))
+            || ["Scopes", "Revocation", "Claims", "Request-Id"].into_iter().any(prefixed)
+            || self.assertion_header.eq_ignore_ascii_case(name)
+            || PROXY_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name))
+    }
 }
 
 /// Reads `HEADER_PREFIX` (default `X-Auth-`); shared with the assertion configuration.

@@ -81,18 +81,13 @@ pub fn plan(
     let mut remove: Vec<String> = Vec::new();
     let mut set: Vec<(String, String)> = Vec::new();
 
+    // The header edits apply to a copy of exactly these headers, so a name that is not present
+    // needs no delete (each delete is a call into the runtime).
     let prefix = cfg.header_prefix.to_ascii_lowercase();
     for (name, _) in &head.headers {
         let lower = name.to_ascii_lowercase();
-        if lower.starts_with(&prefix) || lower.starts_with(config::PROXY_HEADER_PREFIX) {
+        if lower.starts_with(&prefix) || lower.starts_with(config::PROXY_HEADER_PREFIX) || cfg.is_always_removed(&lower) {
             push_remove(lower, &mut remove);
-        }
-    }
-    // The header edits apply to a copy of exactly these headers, so a name that is not present
-    // needs no delete (each delete is a call into the runtime).
-    for name in cfg.always_removed() {
-        if head.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name)) {
-            push_remove(name, &mut remove);
         }
     }
 

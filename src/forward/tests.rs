@@ -348,3 +348,20 @@ fn config_errors() {
     assert_eq!(ok.origin_base, "https://origin.example/api/v2");
     assert_eq!(ok.origin_authority, "origin.example");
 }
+
+#[test]
+fn the_removal_check_matches_the_removal_list() {
+    for c in [
+        cfg(&[]),
+        cfg(&[("HEADER_PREFIX", "X-Edge-"), ("CLAIM_HEADERS", r#"{"sub":"X-User","email":"X-Email"}"#), ("ASSERTION_HEADER", "X-Proof")]),
+    ] {
+        let listed = c.always_removed();
+        for name in &listed {
+            assert!(c.is_always_removed(name), "{name}");
+            assert!(c.is_always_removed(&name.to_ascii_uppercase()), "{name}");
+        }
+        for other in ["x-auth", "x-auth-subjects", "accept", "x-forwarded", "authorization", "x-user-id", ""] {
+            assert_eq!(c.is_always_removed(other), listed.iter().any(|n| n == other), "{other}");
+        }
+    }
+}

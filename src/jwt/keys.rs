@@ -153,7 +153,7 @@ impl KeyMaterial {
             KeyMaterial::Ed25519 { x } => put(b"Ed25519", x),
             KeyMaterial::Hmac(s) => put(b"HMAC", s.expose()),
         }
-        h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
+        hex::encode(&h.finalize()[..16])
     }
 }
 

@@ -118,14 +118,29 @@ impl KeySchema {
 
 /// Lower-case hex of SHA-256 of `data`.
 pub fn sha256_hex(data: &[u8]) -> String {
-    hex(&Sha256::digest(data))
+    hex::encode(Sha256::digest(data))
 }
 
-/// `{ih}`: the first 16 hex digits of SHA-256 of the issuer.
+/// `{ih}`: the first 16 hex digits of SHA-256 of the issuer. Every check of a JWT needs it for
+/// one or two keys, and only configured issuers get that far: the last few are remembered.
 pub fn issuer_hash(iss: &str) -> String {
-    let mut h = sha256_hex(iss.as_bytes());
-    h.truncate(16);
-    h
+    const REMEMBERED: usize = 8;
+    thread_local! {
+        static RECENT: std::cell::RefCell<Vec<(String, String)>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    RECENT.with(|recent| {
+        if let Some((_, h)) = recent.borrow().iter().find(|(i, _)| i == iss) {
+            return h.clone();
+        }
+        let mut h = sha256_hex(iss.as_bytes());
+        h.truncate(16);
+        let mut recent = recent.borrow_mut();
+        if recent.len() >= REMEMBERED {
+            recent.remove(0);
+        }
+        recent.push((iss.to_string(), h.clone()));
+        h
+    })
 }
 
 /// `{th}`: the full hex SHA-256 of an opaque session token (what Redis stores instead of it).
@@ -133,15 +148,6 @@ pub fn token_hash(token: &str) -> String {
     sha256_hex(token.as_bytes())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}
 
 #[cfg(test)]
 mod tests {
