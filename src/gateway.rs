@@ -17,7 +17,7 @@ use crate::identity::{CredentialKind, CredentialLocation, Identity, RevocationSt
 use crate::jwt::crypto::SignatureVerifier;
 use crate::jwt::jwks_cache::{JwksStore, NoJwksStore};
 use crate::jwt::{JwksRefresh, JwtConfig, VerifiedToken, Verifier};
-use crate::log::RequestLog;
+use crate::log::{LogRequests, RequestLog};
 use crate::revocation::{Credential, JwtCredential, Revocation, RevocationConfig, Session};
 use crate::routes::{AuthMode, RouteTable, Rule};
 use crate::vars::{get_bool, get_trimmed, ConfigError, Vars};
@@ -84,6 +84,8 @@ pub struct Gateway<S: JwksStore = NoJwksStore> {
     /// `SERVER_TIMING` (default false): add a `Server-Timing` header (verify, redis, origin,
     /// total) to every response.
     server_timing: bool,
+    /// `LOG_REQUESTS` (default `all`): which requests get a log line.
+    log_requests: LogRequests,
 }
 
 /// Path of the test-vector endpoint (enabled only by `SELFTEST_ENDPOINT=true`).
@@ -141,6 +143,7 @@ impl<S: JwksStore> Gateway<S> {
             logout,
             selftest: get_bool(vars, "SELFTEST_ENDPOINT", false)?,
             server_timing: get_bool(vars, "SERVER_TIMING", false)?,
+            log_requests: LogRequests::from_vars(vars)?,
         })
     }
 
@@ -157,6 +160,11 @@ impl<S: JwksStore> Gateway<S> {
     /// Whether responses carry `Server-Timing`.
     pub fn server_timing(&self) -> bool {
         self.server_timing
+    }
+
+    /// Which requests get a log line.
+    pub fn log_requests(&self) -> LogRequests {
+        self.log_requests
     }
 
     /// Whether the test-vector endpoint is on.

@@ -2,6 +2,8 @@
 //! `fetch` and WebCrypto behind the core's traits, runs the gateway, and either sends the
 //! request on to the origin or answers with the gateway's refusal.
 
+mod drive;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -12,12 +14,36 @@ use worker::{Context, Env};
 
 use crate::error::{Reason, Refusal};
 use crate::gateway::{Decision, Gateway, Outcome, SELFTEST_PATH};
-use crate::http::{FetchError, HttpClient, HttpRequest, HttpResponse, RequestHead};
+use crate::http::{flatten_pairs, FetchError, HttpClient, HttpRequest, HttpResponse, RequestHead};
 use crate::jwt::jwks_cache::{JwksStore, StoredDoc};
 use crate::jwt::vectors;
 use crate::jwt::webcrypto::WebCryptoVerifier;
-use crate::log::RequestLog;
+use crate::log::{LogRequests, RequestLog};
 use crate::vars::{ConfigError, Vars};
+
+/// `js/runtime.js`: the loops over headers and the fetch plumbing, run on the JavaScript side
+/// so that each step costs one crossing (see that file for the wire format).
+#[wasm_bindgen::prelude::wasm_bindgen(module = "/js/runtime.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = requestHead)]
+    fn js_request_head(req: &web_sys::Request) -> String;
+    #[wasm_bindgen(js_name = originRequest, catch)]
+    fn js_origin_request(req: &web_sys::Request, url: &str, remove: &str, set: &str) -> Result<web_sys::Request, wasm_bindgen::JsValue>;
+    #[wasm_bindgen(js_name = forwardAndLog, catch)]
+    fn js_forward_and_log(
+        req: &web_sys::Request,
+        url: &str,
+        remove: &str,
+        set: &str,
+        log_head: &str,
+        started: f64,
+        log_mode: u8,
+    ) -> Result<js_sys::Promise, wasm_bindgen::JsValue>;
+    #[wasm_bindgen(js_name = setOriginFailure)]
+    fn js_set_origin_failure(status: u16, reason: &str, headers: &str, body: &str);
+    #[wasm_bindgen(js_name = send)]
+    fn js_send(method: &str, url: &str, headers: &str, body: Option<Vec<u8>>, timeout_ms: u32) -> js_sys::Promise;
+}
 
 thread_local! {
     /// Parsed once per isolate; a bad config stays bad until the next deploy.
@@ -40,7 +66,17 @@ impl Vars for EnvVars<'_> {
 fn gateway(env: &Env) -> Rc<Result<Gateway<CacheJwksStore>, ConfigError>> {
     GATEWAY.with(|cell| {
         cell.borrow_mut()
-            .get_or_insert_with(|| Rc::new(Gateway::with_store(&EnvVars(env), CacheJwksStore)))
+            .get_or_insert_with(|| {
+                let gw = Gateway::with_store(&EnvVars(env), CacheJwksStore);
+                if let Ok(gw) = &gw {
+                    // The answer `forwardAndLog` gives when the origin cannot be reached.
+                    let refusal = Refusal::new(Reason::OriginUnreachable);
+                    let r = refusal.to_response(gw.realm());
+                    let headers = flatten_pairs(r.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+                    js_set_origin_failure(r.status, refusal.reason.id(), &headers, &r.body);
+                }
+                Rc::new(gw)
+            })
             .clone()
     })
 }
@@ -58,7 +94,7 @@ fn caches_available() -> bool {
 const JWKS_CACHE_SLACK_SECS: u64 = 86_400;
 
 fn jwks_cache_key(url: &str) -> String {
-    let hex: String = sha2::Sha256::digest(url.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(sha2::Sha256::digest(url.as_bytes()));
     format!("https://edge-auth.internal/jwks/{hex}")
 }
 
@@ -95,47 +131,25 @@ fn now_ms() -> f64 {
     js_sys::Date::now()
 }
 
-/// Response headers [`WorkerFetch`] hands to the core: JWKS freshness only.
-const RESPONSE_HEADERS_READ: &[&str] = &["cache-control"];
-
-/// Outbound HTTP through the runtime's `fetch`, with a timeout.
+/// Outbound HTTP through the runtime's `fetch`, with a timeout (`send` in `js/runtime.js`). Of
+/// the response headers only `cache-control` (JWKS freshness) reaches the core.
 pub struct WorkerFetch;
 
 impl HttpClient for WorkerFetch {
     async fn send(&self, req: HttpRequest) -> Result<HttpResponse, FetchError> {
-        let init = web_sys::RequestInit::new();
-        init.set_method(req.method);
-        let headers = web_sys::Headers::new().map_err(|_| FetchError::Network("headers".into()))?;
-        for (n, v) in &req.headers {
-            headers.set(n, v).map_err(|_| FetchError::Network("header value".into()))?;
-        }
-        init.set_headers(&headers);
-        if let Some(body) = &req.body {
-            let arr = js_sys::Uint8Array::from(body.as_slice());
-            init.set_body(&arr);
-        }
-        init.set_signal(Some(&web_sys::AbortSignal::timeout_with_u32(req.timeout_ms)));
-        let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-        let resp = match JsFuture::from(global.fetch_with_str_and_init(&req.url, &init)).await {
-            Ok(r) => r,
-            Err(e) => return Err(fetch_error(e)),
-        };
-        let resp: web_sys::Response = resp.dyn_into().map_err(|_| FetchError::Network("not a response".into()))?;
-        // Only the response headers the core reads (each read is a crossing into JS).
-        let resp_headers = resp.headers();
-        let out_headers = RESPONSE_HEADERS_READ
-            .iter()
-            .filter_map(|name| resp_headers.get(name).ok().flatten().map(|v| (name.to_string(), v)))
-            .collect();
-        let buf = resp.array_buffer().map_err(|_| FetchError::Network("body".into()))?;
-        let buf = JsFuture::from(buf).await.map_err(fetch_error)?;
-        let body = js_sys::Uint8Array::new(&buf).to_vec();
-        Ok(HttpResponse { status: resp.status(), headers: out_headers, body })
+        let headers = flatten_pairs(req.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        let answer = JsFuture::from(js_send(req.method, &req.url, &headers, req.body, req.timeout_ms)).await.map_err(fetch_error)?;
+        let answer: js_sys::Array = answer.unchecked_into();
+        let status = answer.get(0).as_f64().unwrap_or(0.0) as u16;
+        let cache_control = answer.get(1).as_string().filter(|v| !v.is_empty());
+        let body = js_sys::Uint8Array::new(&answer.get(2)).to_vec();
+        Ok(HttpResponse { status, headers: cache_control.map(|v| ("cache-control".to_string(), v)).into_iter().collect(), body })
     }
 }
 
+/// `send` rejects with the error's name.
 fn fetch_error(e: wasm_bindgen::JsValue) -> FetchError {
-    let name = js_sys::Reflect::get(&e, &"name".into()).ok().and_then(|v| v.as_string()).unwrap_or_default();
+    let name = e.as_string().unwrap_or_default();
     if name == "TimeoutError" || name == "AbortError" {
         FetchError::Timeout
     } else {
@@ -143,17 +157,9 @@ fn fetch_error(e: wasm_bindgen::JsValue) -> FetchError {
     }
 }
 
-/// Reads what the core may see of the request: one pass over the headers.
+/// Reads what the core may see of the request, in one crossing.
 fn request_head(req: &web_sys::Request) -> Option<RequestHead> {
-    let (scheme, host, path, query) = RequestHead::split_url(&req.url())?;
-    let mut headers = Vec::new();
-    let iter = js_sys::try_iter(&req.headers()).ok()??;
-    for entry in iter.flatten() {
-        let pair: js_sys::Array = entry.unchecked_into();
-        // The runtime gives lower-case names and joins repeated headers with ", ".
-        headers.push((pair.get(0).as_string()?, pair.get(1).as_string()?));
-    }
-    Some(RequestHead { method: req.method(), scheme, host, path, query, headers })
+    RequestHead::from_flat(&js_request_head(req))
 }
 
 fn plain_response(status: u16, headers: &[(String, String)], body: &str) -> worker::Result<web_sys::Response> {
@@ -181,29 +187,31 @@ fn request_id(head: &RequestHead) -> String {
     if getrandom::getrandom(&mut bytes).is_err() {
         bytes = (js_sys::Math::random().to_bits() as u128).to_le_bytes();
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// The worker's `fetch` handler, exported directly rather than through `#[event(fetch)]`: the
 /// macro's `worker::Request` conversion reads `method`, `url`, `headers` and the whole `cf`
 /// object on every request, and the gateway reads what it needs itself (measured: the `cf`
 /// conversion alone was ~2% of the worker's CPU).
+///
+/// The handler runs under [`drive::to_promise`]: a request decided without I/O (a cached
+/// token, a public route, a refusal) is answered in this call, and one that waits on Redis, a
+/// JWKS or WebCrypto resumes in the microtask in which that promise settled.
 #[wasm_bindgen::prelude::wasm_bindgen]
-pub async fn fetch(
-    req: web_sys::Request,
-    env: Env,
-    ctx: worker::worker_sys::Context,
-) -> Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue> {
-    match handle(&req, env, Context::new(ctx)).await {
-        Ok(resp) => Ok(resp.into()),
-        Err(e) => {
-            worker::console_error!("{}", e);
-            refusal_response("edge-auth", &Refusal::new(Reason::Internal)).map(Into::into).map_err(|e| e.to_string().into())
-        }
-    }
+pub fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) -> js_sys::Promise {
+    drive::to_promise(async move { settle(handle(req, env, Context::new(ctx)).await) })
 }
 
-async fn handle(raw: &web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
+/// The handler's answer (a `Response`, or a promise of one) or, on an internal error, a 500.
+fn settle(answer: worker::Result<wasm_bindgen::JsValue>) -> wasm_bindgen::JsValue {
+    answer.unwrap_or_else(|e| {
+        worker::console_error!("{}", e);
+        refusal_response("edge-auth", &Refusal::new(Reason::Internal)).map(Into::into).unwrap_or(wasm_bindgen::JsValue::NULL)
+    })
+}
+
+async fn handle(raw: web_sys::Request, env: Env, ctx: Context) -> worker::Result<wasm_bindgen::JsValue> {
     let started = now_ms();
     let gw = gateway(&env);
     let gw = match gw.as_ref() {
@@ -215,15 +223,15 @@ async fn handle(raw: &web_sys::Request, env: Env, ctx: Context) -> worker::Resul
             log.config_error = Some(err.to_string());
             log.total_ms = now_ms() - started;
             worker::console_log!("{}", log.to_json());
-            return refusal_response("edge-auth", &Refusal::new(Reason::ConfigInvalid));
+            return Ok(refusal_response("edge-auth", &Refusal::new(Reason::ConfigInvalid))?.into());
         }
     };
-    let Some(head) = request_head(raw) else {
-        return refusal_response(gw.realm(), &Refusal::new(Reason::MalformedRequest));
+    let Some(head) = request_head(&raw) else {
+        return Ok(refusal_response(gw.realm(), &Refusal::new(Reason::MalformedRequest))?.into());
     };
     let rid = request_id(&head);
     if gw.selftest_enabled() && head.path == SELFTEST_PATH && head.method == "POST" {
-        return selftest(raw, head.query.as_deref().unwrap_or("")).await;
+        return Ok(selftest(&raw, head.query.as_deref().unwrap_or("")).await?.into());
     }
     let client_ip = head.header("cf-connecting-ip").map(str::to_string);
     let now = (started / 1000.0) as u64;
@@ -241,6 +249,7 @@ async fn handle(raw: &web_sys::Request, env: Env, ctx: Context) -> worker::Resul
             }
         });
     }
+    let analytics = analytics_bound(&env);
     let result = match outcome {
         Outcome::Refuse(refusal) => refusal_response(gw.realm(), &refusal),
         Outcome::Serve { status, body } => plain_response(
@@ -248,9 +257,20 @@ async fn handle(raw: &web_sys::Request, env: Env, ctx: Context) -> worker::Resul
             &[("content-type".into(), "application/json".into()), ("cache-control".into(), "no-store".into())],
             &body,
         ),
+        Outcome::Forward(plan) if !analytics && !gw.server_timing() => {
+            // The common case: the runtime sends the request on and completes the log line
+            // when the origin answers; nothing here waits for the origin.
+            let (remove, set) = plan_wire(&plan);
+            let log_mode = match gw.log_requests() {
+                LogRequests::None => 0,
+                LogRequests::Refusals => 1,
+                LogRequests::All => 2,
+            };
+            return Ok(js_forward_and_log(&raw, &plan.url, &remove, &set, &log.json_head(), started, log_mode)?.into());
+        }
         Outcome::Forward(plan) => {
             let origin_started = now_ms();
-            let sent = forward(raw, &plan).await;
+            let sent = forward(&raw, &plan).await;
             log.origin_ms = Some(now_ms() - origin_started);
             match sent {
                 Ok(resp) => {
@@ -266,22 +286,29 @@ async fn handle(raw: &web_sys::Request, env: Env, ctx: Context) -> worker::Resul
         }
     };
     log.total_ms = now_ms() - started;
-    worker::console_log!("{}", log.to_json());
-    record_analytics(&env, &log);
-    match result {
+    if gw.log_requests().wants(&log) {
+        worker::console_log!("{}", log.to_json());
+    }
+    if analytics {
+        record_analytics(&env, &log);
+    }
+    let resp = match result {
         Ok(resp) if gw.server_timing() => with_header(resp, "server-timing", &log.server_timing()),
         other => other,
-    }
+    }?;
+    Ok(resp.into())
+}
+
+/// Whether an Analytics Engine dataset is bound as `AUTH_ANALYTICS` (fixed per deployment:
+/// looked up once per isolate).
+fn analytics_bound(env: &Env) -> bool {
+    ANALYTICS_BOUND.with(|b| *b.get_or_init(|| env.analytics_engine("AUTH_ANALYTICS").is_ok()))
 }
 
 /// Writes one data point per request to the Workers Analytics Engine dataset bound as
 /// `AUTH_ANALYTICS`, when it is bound: index = rule; blobs = decision, reason, rule,
 /// credential; doubles = status, total ms, Redis round trips.
 fn record_analytics(env: &Env, log: &RequestLog) {
-    // Whether the binding exists is fixed per deployment: look it up once per isolate.
-    if !ANALYTICS_BOUND.with(|b| *b.get_or_init(|| env.analytics_engine("AUTH_ANALYTICS").is_ok())) {
-        return;
-    }
     let Ok(dataset) = env.analytics_engine("AUTH_ANALYTICS") else { return };
     let rule = log.rule.as_deref().unwrap_or("-");
     let _ = worker::AnalyticsEngineDataPointBuilder::new()
@@ -331,27 +358,19 @@ async fn selftest(raw: &web_sys::Request, query: &str) -> worker::Result<web_sys
     plain_response(200, &[("content-type".into(), "application/json".into())], &body.to_string())
 }
 
-/// Sends the request on: the runtime's own Request is reused (body streamed, never buffered),
-/// only the URL and the headers named by the plan change.
+/// The plan's deletions and settings in `js/runtime.js`'s wire format.
+fn plan_wire(plan: &crate::forward::ForwardPlan) -> (String, String) {
+    let remove = plan.remove_headers.iter().filter(|n| !n.contains('\n')).map(String::as_str).collect::<Vec<_>>().join("\n");
+    let set = flatten_pairs(plan.set_headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    (remove, set)
+}
+
+/// Sends the request on (`originRequest` in `js/runtime.js`: the runtime's own Request reused,
+/// body streamed, only the URL and the headers named by the plan changed) and waits for the
+/// origin's answer.
 async fn forward(orig: &web_sys::Request, plan: &crate::forward::ForwardPlan) -> Result<web_sys::Response, wasm_bindgen::JsValue> {
-    let headers = web_sys::Headers::new_with_headers(&orig.headers())?;
-    for name in &plan.remove_headers {
-        headers.delete(name)?;
-    }
-    for (name, value) in &plan.set_headers {
-        headers.set(name, value)?;
-    }
-    let init = web_sys::RequestInit::new();
-    let method = orig.method();
-    init.set_method(&method);
-    init.set_headers(&headers);
-    init.set_redirect(web_sys::RequestRedirect::Manual);
-    if method != "GET" && method != "HEAD" {
-        if let Some(body) = orig.body() {
-            init.set_body(&body);
-        }
-    }
-    let out = web_sys::Request::new_with_str_and_init(&plan.url, &init)?;
+    let (remove, set) = plan_wire(plan);
+    let out = js_origin_request(orig, &plan.url, &remove, &set)?;
     let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
     let resp = JsFuture::from(global.fetch_with_request(&out)).await?;
     resp.dyn_into()

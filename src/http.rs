@@ -31,6 +31,20 @@ impl RequestHead {
         self.headers.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
+    /// Parses the glue's one-string form of a request (`js/runtime.js` `requestHead`): method,
+    /// URL, then name and value of each header, separated by `\n`. `None` if the URL is not
+    /// absolute http(s) or a header has no value.
+    pub fn from_flat(flat: &str) -> Option<RequestHead> {
+        let mut fields = flat.split('\n');
+        let method = fields.next()?.to_string();
+        let (scheme, host, path, query) = Self::split_url(fields.next()?)?;
+        let mut headers = Vec::new();
+        while let Some(name) = fields.next() {
+            headers.push((name.to_string(), fields.next()?.to_string()));
+        }
+        Some(RequestHead { method, scheme, host, path, query, headers })
+    }
+
     /// Parses a URL such as `https://host:8787/a/b?x=1` into scheme, host, path and query.
     /// Returns `None` for anything that is not an absolute http(s) URL.
     pub fn split_url(url: &str) -> Option<(String, String, String, Option<String>)> {
@@ -60,6 +74,25 @@ impl RequestHead {
         let path = if path.is_empty() { "/".to_string() } else { path.to_string() };
         Some((scheme, host.to_ascii_lowercase(), path, query))
     }
+}
+
+/// Header pairs in the glue's one-string form (`name\nvalue\nname\nvalue`), read by
+/// `js/runtime.js`. A pair whose name or value holds `\n` would shift every pair after it, so
+/// such a pair is left out (the core never builds one: it sets only visible ASCII).
+pub fn flatten_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut out = String::new();
+    for (name, value) in pairs {
+        if name.contains('\n') || value.contains('\n') {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(name);
+        out.push('\n');
+        out.push_str(value);
+    }
+    out
 }
 
 /// An outbound request made by the core (JWKS, discovery, Upstash REST).
@@ -117,5 +150,27 @@ mod tests {
         assert_eq!((h.as_str(), p.as_str(), q.as_deref()), ("[::1]", "/", Some("a")));
         assert!(RequestHead::split_url("ftp://x/").is_none());
         assert!(RequestHead::split_url("nonsense").is_none());
+    }
+
+    #[test]
+    fn reads_the_one_string_request_head() {
+        let h = RequestHead::from_flat("POST\nhttps://a.example/x?y=1\nauthorization\nBearer t\ncookie\na=1; b=2").unwrap();
+        assert_eq!((h.method.as_str(), h.host.as_str(), h.path.as_str(), h.query.as_deref()), ("POST", "a.example", "/x", Some("y=1")));
+        assert_eq!(h.header("authorization"), Some("Bearer t"));
+        assert_eq!(h.header("cookie"), Some("a=1; b=2"));
+        let bare = RequestHead::from_flat("GET\nhttp://h/").unwrap();
+        assert!(bare.headers.is_empty());
+        // A header value may be empty; a name without a value is malformed.
+        assert_eq!(RequestHead::from_flat("GET\nhttp://h/\nx-a\n").unwrap().header("x-a"), Some(""));
+        assert!(RequestHead::from_flat("GET\nhttp://h/\nx-a").is_none());
+        assert!(RequestHead::from_flat("GET").is_none());
+        assert!(RequestHead::from_flat("GET\nnot a url").is_none());
+    }
+
+    #[test]
+    fn flattened_pairs_never_shift() {
+        assert_eq!(flatten_pairs([("a", "1"), ("b", "")]), "a\n1\nb\n");
+        assert_eq!(flatten_pairs([("x", "evil\nx-auth-admin\ntrue"), ("b", "2")]), "b\n2");
+        assert_eq!(flatten_pairs(std::iter::empty()), "");
     }
 }

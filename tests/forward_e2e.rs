@@ -670,31 +670,6 @@ fn an_8_mib_chunked_body_without_content_length_arrives_unchanged() {
 // ---------------------------------------------------------------------------------------------
 // Observability
 
-/// The worker's console output: wrangler's stdout and stderr in the stack's logs dir.
-fn worker_log_texts(stack: &Stack) -> Vec<String> {
-    ["wrangler.stdout.log", "wrangler.stderr.log"]
-        .iter()
-        .map(|f| std::fs::read_to_string(std::path::Path::new(&stack.info.logs_dir).join(f)).unwrap_or_default())
-        .collect()
-}
-
-/// Every JSON object with a `request_id` printed on a line of the worker's log.
-fn log_records(stack: &Stack) -> Vec<Value> {
-    let mut out = Vec::new();
-    for text in worker_log_texts(stack) {
-        for line in text.lines() {
-            if let Some(start) = line.find('{') {
-                if let Ok(v) = serde_json::from_str::<Value>(line[start..].trim()) {
-                    if v.get("request_id").is_some() {
-                        out.push(v);
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
 /// The text of every file under the stack's logs dir (recursively; binary files lossy):
 /// the worker's log, wrangler's own debug log, every child's output.
 fn log_texts(stack: &Stack) -> Vec<String> {
@@ -714,18 +689,8 @@ fn log_texts(stack: &Stack) -> Vec<String> {
     out
 }
 
-/// Waits (up to 10 s) for a log record matching `pred`.
 fn wait_for_record(stack: &Stack, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(r) = log_records(stack).into_iter().find(|r| pred(r)) {
-            return r;
-        }
-        if Instant::now() > deadline {
-            panic!("no log line for {what}\n{}", stack.diagnostics());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    stack.wait_for_log_record(what, pred)
 }
 
 #[test]
@@ -795,7 +760,7 @@ fn every_request_leaves_one_json_log_line_and_no_token() {
     assert_eq!((&line["rule"], &line["decision"]), (&json!("public"), &json!("forward")), "{line}");
     assert!(line.get("subject").is_none(), "{line}");
 
-    let lines_for_rid = log_records(stack).into_iter().filter(|r| r["request_id"] == rid).count();
+    let lines_for_rid = stack.log_records().into_iter().filter(|r| r["request_id"] == rid).count();
     assert_eq!(lines_for_rid, 1, "one line per request");
 
     // No token, not even a part of one (the signature), anywhere in the logs.
@@ -812,4 +777,24 @@ fn every_request_leaves_one_json_log_line_and_no_token() {
 /// The lines of `text` that contain `needle`, for a failure message.
 fn context_of(text: &str, needle: &str) -> String {
     text.lines().filter(|l| l.contains(needle)).map(|l| l.chars().take(300).collect::<String>()).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn log_requests_refusals_logs_refused_requests_only() {
+    let mut vars: Vec<(&str, &str)> = setup().vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    vars.push(("LOG_REQUESTS", "refusals"));
+    let stack = Stack::start(&vars);
+    let nonce = random_hex(6);
+    let good = token(&format!("quiet-{nonce}"), json!({}));
+    let echo = forwarded(&stack.get(&format!("/api/quiet-{nonce}"), &[("authorization", &format!("Bearer {good}"))]));
+    let rid = echo.header("x-auth-request-id").expect("request id").to_string();
+    let public = forwarded(&stack.get(&format!("/public/quiet-{nonce}"), &[]));
+    let public_rid = public.header("x-auth-request-id").expect("request id").to_string();
+    stack.get(&format!("/api/refused-{nonce}"), &[]).assert_refusal(401, "missing_token");
+
+    // Lines are written in request order: once the refusal's is there, earlier ones would be too.
+    let line = stack.wait_for_log_record("the refusal", |r| r["path"] == format!("/api/refused-{nonce}").as_str());
+    assert_eq!((&line["decision"], &line["reason"], &line["status"]), (&json!("refuse"), &json!("missing_token"), &json!(401)), "{line}");
+    let records = stack.log_records();
+    assert!(!records.iter().any(|r| r["request_id"] == rid.as_str() || r["request_id"] == public_rid.as_str()), "forwarded requests were logged: {records:?}");
 }

@@ -116,6 +116,10 @@ fn unreachable_origin_gives_502_json_error() {
     let reply = stack.get("/anything?x=1", &[]);
     reply.assert_refusal(502, "origin_unreachable");
     assert!(!reply.text().contains(&origin), "the origin URL leaked: {}", reply.text());
+    // The request's log line says what happened, with the time spent trying the origin.
+    let line = stack.wait_for_log_record("the unreachable origin", |r| r["path"] == "/anything");
+    assert_eq!((&line["decision"], &line["reason"], &line["status"]), (&serde_json::json!("refuse"), &serde_json::json!("origin_unreachable"), &serde_json::json!(502)), "{line}");
+    assert!(line["origin_ms"].as_f64().is_some() && line["total_ms"].as_f64().is_some(), "{line}");
 }
 
 #[test]

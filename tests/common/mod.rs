@@ -323,6 +323,38 @@ impl Stack {
         assert!(reply.status < 300, "upstash fault {fault}: {} {}", reply.status, reply.text());
     }
 
+    /// Every JSON object with a `request_id` the worker printed on a line of its console
+    /// (wrangler's stdout and stderr in the logs dir): the per-request log lines.
+    pub fn log_records(&self) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        for file in ["wrangler.stdout.log", "wrangler.stderr.log"] {
+            let text = std::fs::read_to_string(PathBuf::from(&self.info.logs_dir).join(file)).unwrap_or_default();
+            for line in text.lines() {
+                let Some(start) = line.find('{') else { continue };
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line[start..].trim()) {
+                    if v.get("request_id").is_some() {
+                        out.push(v);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Waits (up to 10 s) for a log line matching `pred`; panics naming `what` otherwise.
+    pub fn wait_for_log_record(&self, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(r) = self.log_records().into_iter().find(|r| pred(r)) {
+                return r;
+            }
+            if Instant::now() > deadline {
+                panic!("no log line for {what}\n{}", self.diagnostics());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The launcher's stderr so far and the tails of every child's logs.
     pub fn diagnostics(&self) -> String {
         let mut out = String::new();

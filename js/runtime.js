@@ -1,0 +1,94 @@
+// The runtime side of src/glue.rs, in JavaScript: the few places where the worker touches
+// `Request`, `Headers`, `fetch` and `console.log` many times per request. Each call from Rust
+// into JavaScript decodes its strings and allocates wrapper objects, so the glue crosses once
+// per step and the loops run here. No decision is taken here: what to delete, set, log and
+// answer comes from the Rust core.
+//
+// Wire format shared with `crate::http::{RequestHead::from_flat, flatten_pairs}`: fields
+// separated by "\n". Header names and values can never contain "\n" (the runtime's `Headers`
+// rejects it, and the core only sets visible ASCII), nor can a parsed URL or method.
+
+/** Method, URL, then name and value of every header (lower-case names, repeated headers
+ * joined by the runtime), as one string. */
+export function requestHead(req) {
+  let s = req.method + "\n" + req.url;
+  for (const [name, value] of req.headers) s += "\n" + name + "\n" + value;
+  return s;
+}
+
+function setPairs(headers, flat) {
+  if (flat === "") return;
+  const parts = flat.split("\n");
+  for (let i = 0; i + 1 < parts.length; i += 2) headers.set(parts[i], parts[i + 1]);
+}
+
+function recordHeaders(flat) {
+  const out = {};
+  if (flat === "") return out;
+  const parts = flat.split("\n");
+  for (let i = 0; i + 1 < parts.length; i += 2) out[parts[i]] = parts[i + 1];
+  return out;
+}
+
+/** The request sent on to the origin: the runtime's own request (body streamed, never
+ * buffered) with `url`, the headers in `remove` ("\n"-separated) deleted, then `set`
+ * (name/value pairs) set. Redirects are passed back to the client, not followed. */
+export function originRequest(req, url, remove, set) {
+  const headers = new Headers(req.headers);
+  if (remove !== "") for (const name of remove.split("\n")) headers.delete(name);
+  setPairs(headers, set);
+  const init = { method: req.method, headers, redirect: "manual" };
+  if (req.method !== "GET" && req.method !== "HEAD" && req.body !== null) init.body = req.body;
+  return new Request(url, init);
+}
+
+/** What the worker answers when the origin cannot be reached; set once per isolate by the
+ * glue from the core's refusal: [status, reason id, headers (pairs), body]. */
+let originFailure = [502, "origin_unreachable", "content-type\napplication/json", '{"error":"origin_unreachable"}'];
+
+export function setOriginFailure(status, reason, headers, body) {
+  originFailure = [status, reason, headers, body];
+}
+
+/** Sends the request on and finishes the request's log line when the origin answers.
+ * `logHead` is the core's JSON log line without its closing fields (it ends in "," ); this
+ * adds `decision`, `reason`, `status`, `origin_ms` and `total_ms` (milliseconds since
+ * `started`, a `Date.now()` value). `logMode` is `LOG_REQUESTS`: 2 `all` logs every answer,
+ * 1 `refusals` only an unreachable origin, 0 `none` nothing. */
+export function forwardAndLog(req, url, remove, set, logHead, started, logMode) {
+  const originStarted = Date.now();
+  let sent;
+  try {
+    sent = fetch(originRequest(req, url, remove, set));
+  } catch (e) {
+    sent = Promise.reject(e);
+  }
+  return sent.then(
+    (resp) => {
+      const now = Date.now();
+      if (logMode >= 2) console.log(`${logHead}"decision":"forward","status":${resp.status},"origin_ms":${now - originStarted},"total_ms":${now - started}}`);
+      return resp;
+    },
+    () => {
+      const now = Date.now();
+      const [status, reason, headers, body] = originFailure;
+      if (logMode >= 1) console.log(`${logHead}"decision":"refuse","reason":"${reason}","status":${status},"origin_ms":${now - originStarted},"total_ms":${now - started}}`);
+      return new Response(body, { status, headers: recordHeaders(headers) });
+    },
+  );
+}
+
+/** One outbound HTTP request (Redis REST, JWKS, discovery) with a timeout covering the
+ * answer's body too. Resolves to [status, cache-control or "", body bytes]; rejects with the
+ * error's name ("TimeoutError" when the timeout fired). */
+export async function send(method, url, headers, body, timeoutMs) {
+  const init = { method, headers: recordHeaders(headers), signal: AbortSignal.timeout(timeoutMs) };
+  if (body !== undefined) init.body = body;
+  try {
+    const resp = await fetch(url, init);
+    const bytes = new Uint8Array(await resp.arrayBuffer());
+    return [resp.status, resp.headers.get("cache-control") ?? "", bytes];
+  } catch (e) {
+    throw String((e && e.name) || "Error");
+  }
+}
