@@ -17,8 +17,20 @@ pub struct TokenCache<T> {
     entries: RefCell<HashMap<[u8; 32], (u64, T)>>,
 }
 
-fn key(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+/// SHA-256 of a whole token: computed once per request, used for the lookup and the insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenKey([u8; 32]);
+
+impl TokenKey {
+    pub fn of(token: &str) -> Self {
+        TokenKey(Sha256::digest(token.as_bytes()).into())
+    }
+}
+
+impl From<&str> for TokenKey {
+    fn from(token: &str) -> Self {
+        TokenKey::of(token)
+    }
 }
 
 impl<T: Clone> TokenCache<T> {
@@ -28,11 +40,11 @@ impl<T: Clone> TokenCache<T> {
     }
 
     /// The cached value for `token`, if present and `now < exp` (expired entries are dropped).
-    pub fn get(&self, token: &str, now: u64) -> Option<T> {
+    pub fn get(&self, token: impl Into<TokenKey>, now: u64) -> Option<T> {
         if self.capacity == 0 {
             return None;
         }
-        let k = key(token);
+        let k = token.into().0;
         let mut entries = self.entries.borrow_mut();
         match entries.get(&k) {
             Some((exp, v)) if now < *exp => Some(v.clone()),
@@ -46,11 +58,11 @@ impl<T: Clone> TokenCache<T> {
 
     /// Remembers `value` for `token` until `exp`. When full, expired entries go first, then the
     /// entries that expire soonest (an eighth of the capacity at a time).
-    pub fn insert(&self, token: &str, exp: u64, now: u64, value: T) {
+    pub fn insert(&self, token: impl Into<TokenKey>, exp: u64, now: u64, value: T) {
         if self.capacity == 0 || now >= exp {
             return;
         }
-        let k = key(token);
+        let k = token.into().0;
         let mut entries = self.entries.borrow_mut();
         if !entries.contains_key(&k) && entries.len() >= self.capacity {
             entries.retain(|_, (e, _)| now < *e);
@@ -113,7 +125,7 @@ mod tests {
     fn a_full_cache_evicts_an_eighth_of_the_soonest_expiring_at_once() {
         let c = TokenCache::new(16);
         for i in 0..16u64 {
-            c.insert(&format!("t{i}"), 100 + i, 0, i);
+            c.insert(format!("t{i}").as_str(), 100 + i, 0, i);
         }
         c.insert("new", 1000, 0, 99);
         assert_eq!(c.len(), 15);
