@@ -60,7 +60,7 @@ def parse_args():
     p.add_argument("--warmup", type=float, default=None, help="seconds of warm-up per row (default 2; 1 with --quick)")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 s per row, 1 s warm-up")
     p.add_argument("--algs", default="HS256,RS256,ES256,EdDSA", help="comma-separated algorithms")
-    p.add_argument("--rows", default=None, help="only rows whose key contains this text (pass-through always runs)")
+    p.add_argument("--rows", default=None, help="only rows whose key contains this text (pass-through and the JS floor always run)")
     p.add_argument("--build-dir", default=None, help="edge-auth bundle dir (index.js + index_bg.wasm); default <repo>/build")
     p.add_argument("--origin", choices=("auto", "node"), default="auto", help="auto: test-origin binary if built, else Node")
     p.add_argument("--max-cold-tokens", type=int, default=150_000, help="cap on distinct tokens per algorithm")
@@ -135,6 +135,9 @@ class Bench:
         os.makedirs(pt)
         shutil.copy(os.path.join(BENCH, "workers", "passthrough", "index.js"), pt)
         self.sizes["pass-through JS"] = sizes.bundle_sizes([os.path.join(pt, "index.js")])
+        floor = os.path.join(self.out, "floor")
+        os.makedirs(floor)
+        shutil.copy(os.path.join(BENCH, "workers", "floor", "index.js"), floor)
 
         jose = os.path.join(self.out, "jose")
         os.makedirs(jose)
@@ -212,8 +215,10 @@ class Bench:
         from harness import tokens
 
         b = {"ORIGIN_URL": self.origin.url}
-        if row.kind == "passthrough":
+        if row.kind in ("passthrough", "floor"):
             return b
+        if row.log != "all":
+            b["LOG_REQUESTS"] = row.log
         b.update(self.keys[row.alg].worker_vars())
         b.update({
             "UPSTASH_REDIS_REST_URL": self.upstash.url,
@@ -243,7 +248,7 @@ class Bench:
 
         s = get(good)
         res.probes["valid"] = (s, 200 <= s < 300)
-        if row.kind == "passthrough":
+        if row.kind in ("passthrough", "floor"):
             return
         s = get(None)
         res.probes["none"] = (s, s == 401)
@@ -281,7 +286,7 @@ class Bench:
             warm_file = token_file
         res.token_pool = pool
 
-        wdir = os.path.join(self.out, {"passthrough": "passthrough", "jose": "jose", "edge": "edge-auth"}[row.kind])
+        wdir = os.path.join(self.out, {"passthrough": "passthrough", "floor": "floor", "jose": "jose", "edge": "edge-auth"}[row.kind])
         modules = [("index.js", "esModule", "index.js")]
         if row.kind == "edge":
             modules.append(("index_bg.wasm", "wasm", "index_bg.wasm"))
@@ -347,7 +352,7 @@ class Bench:
         self.make_keys()
         todo = rows_mod.all_rows(self.algs)
         if a.rows:
-            todo = [r for r in todo if r.kind == "passthrough" or a.rows in r.key]
+            todo = [r for r in todo if r.kind in ("passthrough", "floor") or a.rows in r.key]
         self.cold_pool = min(a.max_cold_tokens, 8000 * a.duration + 1000)
         for i, row in enumerate(todo, 1):
             try:

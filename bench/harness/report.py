@@ -34,7 +34,7 @@ def evaluate(results, bundle_gzip):
     per_row, overall = {}, []
     for res in results:
         row, checks = res.row, []
-        if row.kind != "edge":
+        if row.kind != "edge" or row.reference:
             per_row[row.key] = checks
             continue
         bad = _validity(res)
@@ -136,7 +136,7 @@ def plot(results, path, title):
     import matplotlib.pyplot as plt
 
     labels, rps, cpu, colors, hatches = [], [], [], [], []
-    palette = {"passthrough": "#4c78a8", "jose": "#f58518", "edge": "#54a24b"}
+    palette = {"passthrough": "#4c78a8", "floor": "#9d755d", "jose": "#f58518", "edge": "#54a24b"}
     for res in results:
         bad = _validity(res)
         labels.append(res.row.label + (f"  [{bad}]" if bad else ""))

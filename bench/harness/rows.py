@@ -21,15 +21,21 @@ class Row:
 
     key: str
     label: str
-    kind: str  # "passthrough" | "jose" | "edge"
+    kind: str  # "passthrough" | "floor" | "jose" | "edge"
     alg: Optional[str] = None
     tokens: str = "hot"  # "hot": one repeated token; "cold": a new token every request
     mode: str = "none"  # "none" | "revocation" (every request asks Redis) | "cache" (REVOCATION_CACHE_SECS=60)
+    log: str = "all"  # edge-auth's LOG_REQUESTS; targets are judged on the default ("all") only
 
     @property
     def needs_redis(self):
         """Whether the row needs the Upstash REST server."""
-        return self.kind != "passthrough"
+        return self.kind not in ("passthrough", "floor")
+
+    @property
+    def reference(self):
+        """A row measured for explanation, not judged against a target."""
+        return self.kind == "floor" or self.log != "all"
 
     @property
     def expected_rt(self):
@@ -71,8 +77,10 @@ class Result:
 
 
 def all_rows(algs=ALGS):
-    """Every row in run order: pass-through, jose per alg, then edge-auth per alg and mode."""
-    rows = [Row("passthrough", "pass-through JS", "passthrough")]
+    """Every row in run order: pass-through, the JS reference floor, jose per alg, edge-auth per
+    alg and mode, then edge-auth hot with logging of refusals only (reference)."""
+    rows = [Row("passthrough", "pass-through JS", "passthrough"),
+            Row("floor", "JS forward rewrite + log line, no auth (reference)", "floor")]
     for alg in algs:
         rows.append(Row(f"jose-{alg}", f"jose {alg} cold, revocation", "jose", alg, "cold", "revocation"))
     for alg in algs:
@@ -81,4 +89,7 @@ def all_rows(algs=ALGS):
                 what = "revocation" if mode == "revocation" else "cache 60s"
                 rows.append(Row(f"edge-{alg}-{tok}-{mode}", f"edge-auth {alg} {tok}, {what}",
                                 "edge", alg, tok, mode))
+    alg = algs[0]
+    rows.append(Row(f"edge-{alg}-hot-cache-quiet", f"edge-auth {alg} hot, cache 60s, LOG_REQUESTS=refusals (reference)",
+                    "edge", alg, "hot", "cache", log="refusals"))
     return rows
