@@ -130,7 +130,8 @@ struct Checked {
 pub struct Verifier<S: JwksStore = NoJwksStore> {
     config: JwtConfig,
     sources: Vec<Option<JwksSource>>,
-    tokens: TokenCache<Checked>,
+    /// Shared, not copied, on a hit: the claims are read again, never changed.
+    tokens: TokenCache<Rc<Checked>>,
     store: S,
     pending: RefCell<Vec<JwksRefresh>>,
 }
@@ -224,7 +225,7 @@ impl<S: JwksStore> Verifier<S> {
         let checked = Checked { issuer: idx, alg, kid: jws.header.kid.clone(), typ: jws.header.typ.clone(), claims };
         let out = self.finish(&checked, now, false)?;
         if let Some(exp) = out.exp {
-            self.tokens.insert(key, exp, now, checked);
+            self.tokens.insert(key, exp, now, Rc::new(checked));
         }
         Ok(out)
     }
