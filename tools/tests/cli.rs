@@ -8,12 +8,11 @@
 //! tests FAIL (they are never skipped).
 
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use edge_auth::error::Reason;
 use edge_auth::http::{FetchError, HttpClient, HttpRequest, HttpResponse};
@@ -30,7 +29,7 @@ fn now() -> u64 {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    edge_auth_tools::stack::probe::free_port().expect("a free port")
 }
 
 fn server_bin() -> PathBuf {
@@ -65,20 +64,9 @@ struct Stack {
 
 impl Stack {
     fn start() -> Stack {
-        let port = free_port();
-        let redis = Command::new("/usr/bin/redis-server")
-            .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1", "--port", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start /usr/bin/redis-server: {e}"));
-        let mut redis = Proc(redis);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(redis.0.try_wait().unwrap().is_none(), "redis-server exited early");
-            assert!(Instant::now() < deadline, "redis-server did not listen within 10 s");
-            thread::sleep(Duration::from_millis(20));
-        }
+        let (redis, port) = edge_auth_tools::stack::probe::spawn_redis(std::path::Path::new("/usr/bin/redis-server"), Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let redis = Proc(redis);
         let bin = server_bin();
         assert!(
             bin.exists(),

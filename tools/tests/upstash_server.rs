@@ -17,11 +17,6 @@ use serde_json::{json, Value};
 const TOKEN: &str = "test-token-Zq9";
 const SERVER_BIN: &str = env!("CARGO_BIN_EXE_upstash-rest-server");
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
-}
-
 /// A child process killed (and reaped) on drop.
 struct Proc(Child);
 
@@ -40,26 +35,9 @@ struct Redis {
 
 impl Redis {
     fn start() -> Redis {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1", "--port"])
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start redis-server ({e}); install it (apt-get install redis-server)")
-            });
-        let mut proc = Proc(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = proc.0.try_wait() {
-                panic!("redis-server exited early: {status}");
-            }
-            assert!(Instant::now() < deadline, "redis-server did not listen on port {port} within 10 s");
-            thread::sleep(Duration::from_millis(20));
-        }
-        Redis { proc, port }
+        let (child, port) = edge_auth_tools::stack::probe::spawn_redis(std::path::Path::new("redis-server"), Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{e}"));
+        Redis { proc: Proc(child), port }
     }
 
     fn url(&self) -> String {

@@ -329,10 +329,11 @@ impl Stack {
             if cancelled() {
                 return Err(StackError::cancelled());
             }
-            if probe::redis_ping(port) {
+            let Some(child) = self.children.last_mut() else { return Err(StackError::msg("redis was not started")) };
+            // Ours, not another stack's that took the port first (then ours exits: retried).
+            if probe::redis_pid(port) == Some(child.pid()) {
                 return Ok(());
             }
-            let Some(child) = self.children.last_mut() else { return Err(StackError::msg("redis was not started")) };
             child.ensure_running("starting")?;
             if Instant::now() >= deadline {
                 return Err(StackError::child(format!("redis-server did not answer PING on port {port} within {timeout:?}"), child));

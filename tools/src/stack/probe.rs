@@ -1,9 +1,11 @@
-//! Readiness probes over plain TCP: a Redis `PING`, an HTTP request that accepts any status,
-//! and picking free ports.
+//! Readiness probes over plain TCP: a Redis `PING`, whose redis-server answers, an HTTP request
+//! that accepts any status, and picking free ports; and a bare redis-server for tests.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// A port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, release it).
 pub fn free_port() -> std::io::Result<u16> {
@@ -21,6 +23,36 @@ pub fn redis_ping(port: u16) -> bool {
     }
     let mut buf = [0u8; 7];
     s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+/// The `process_id` of the redis-server answering on `127.0.0.1:port` (`INFO server`), or
+/// `None` if none answers. A PONG alone does not say whose server it is: with stacks started in
+/// parallel, a port probed free can be taken by another stack's redis-server, ours then fails
+/// to bind, and a PING would be answered by theirs.
+pub fn redis_pid(port: u16) -> Option<u32> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    s.write_all(b"INFO server\r\n").ok()?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // A bulk string: `$<len>\r\n<text>\r\n`; read until the `process_id:` line is complete.
+    loop {
+        let text = String::from_utf8_lossy(&got);
+        if let Some(rest) = text.split("process_id:").nth(1) {
+            if let Some((pid, _)) = rest.split_once("\r\n") {
+                return pid.trim().parse().ok();
+            }
+        }
+        if got.len() > 64 * 1024 {
+            return None;
+        }
+        let n = s.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
 }
 
 /// The status code of `GET <path>` on `127.0.0.1:port`, reading only the status line (the
@@ -48,4 +80,38 @@ pub fn http_status(port: u16, path: &str, timeout: Duration) -> Option<u16> {
         return None;
     }
     parts.next()?.parse().ok()
+}
+
+/// Starts `redis-server` (no persistence, 127.0.0.1) on a free port and waits until that very
+/// process answers there ([`redis_pid`]); when another process took the port first, tries
+/// another (up to five ports). For tests: the caller owns (kills and reaps) the child.
+pub fn spawn_redis(bin: &Path, timeout: Duration) -> Result<(Child, u16), String> {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let port = free_port().map_err(|e| format!("finding a free port: {e}"))?;
+        let mut child = Command::new(bin)
+            .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1", "--port", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {} ({e}); install it (apt-get install redis-server)", bin.display()))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if redis_pid(port) == Some(child.id()) {
+                return Ok((child, port));
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                last = format!("redis-server on port {port} exited: {status}");
+                break;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("redis-server did not answer on port {port} within {timeout:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Err(last)
 }
