@@ -166,8 +166,16 @@ impl Backend {
         .map(|s| s.to_string())
         .collect();
         let g = Guarded::spawn(&redis_bin(), &args, &[], &dir.join("redis.stderr.log"));
-        let up = poll(Duration::from_secs(10), Duration::from_millis(50), || redis_ping(port).then_some(()));
-        assert!(up.is_some(), "redis-server did not answer PING on {port}: {}", std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default());
+        // Ours must answer, not another test's redis-server that took the port meanwhile
+        // (ours would then fail to bind, and a PING would still be answered).
+        let up = poll(Duration::from_secs(10), Duration::from_millis(50), || (redis_pid(port) == Some(g.pid)).then_some(()));
+        assert!(
+            up.is_some(),
+            "our redis-server (pid {}) is not the one answering on {port} (that is pid {:?}): {}",
+            g.pid,
+            redis_pid(port),
+            std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default()
+        );
         g
     }
 
@@ -176,7 +184,7 @@ impl Backend {
         if let Some(mut r) = self.redis.take() {
             r.kill();
         }
-        let down = poll(Duration::from_secs(5), Duration::from_millis(20), || (!redis_ping(self.redis_port)).then_some(()));
+        let down = poll(Duration::from_secs(5), Duration::from_millis(20), || redis_pid(self.redis_port).is_none().then_some(()));
         assert!(down.is_some(), "redis-server still answers after SIGKILL");
     }
 
@@ -224,15 +232,22 @@ impl Drop for Backend {
     }
 }
 
-/// Whether a Redis server answers PING on 127.0.0.1:`port`.
-fn redis_ping(port: u16) -> bool {
+/// The `process_id` (from `INFO server`) of the Redis server answering on 127.0.0.1:`port`.
+fn redis_pid(port: u16) -> Option<u32> {
     use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut buf = [0u8; 16];
-    s.write_all(b"PING\r\n").is_ok() && matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+    let mut s = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    s.write_all(b"INFO server\r\n").ok()?;
+    let mut got = String::new();
+    let mut buf = [0u8; 4096];
+    while got.len() < 64 * 1024 {
+        if let Some((pid, _)) = got.split("process_id:").nth(1).and_then(|rest| rest.split_once("\r\n")) {
+            return pid.trim().parse().ok();
+        }
+        let n = s.read(&mut buf).ok().filter(|&n| n > 0)?;
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    None
 }
 
 // ---------- the scenarios ----------
