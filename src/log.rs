@@ -6,9 +6,8 @@ use serde::Serialize;
 use crate::error::Refusal;
 use crate::vars::{get_trimmed, ConfigError, Vars};
 
-/// `LOG_REQUESTS`: which requests get a log line. Each line costs CPU (≈ 12 µs in interleaved
-/// runs under workerd, about a sixteenth of a cached-token request) and, on Workers Logs, a
-/// billed event.
+/// `LOG_REQUESTS`: which requests get a log line. Each line costs CPU (5–12 µs under workerd,
+/// bench/) and, on Workers Logs, a billed event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogRequests {
     /// `all` (default): every request.
