@@ -22,11 +22,13 @@ function setPairs(headers, flat) {
   for (let i = 0; i + 1 < parts.length; i += 2) headers.set(parts[i], parts[i + 1]);
 }
 
-function recordHeaders(flat) {
-  const out = {};
+/** Pairs as a `[name, value]` list (a HeadersInit; unlike a plain object, no name can reach
+ * `Object.prototype`). */
+function pairList(flat) {
+  const out = [];
   if (flat === "") return out;
   const parts = flat.split("\n");
-  for (let i = 0; i + 1 < parts.length; i += 2) out[parts[i]] = parts[i + 1];
+  for (let i = 0; i + 1 < parts.length; i += 2) out.push([parts[i], parts[i + 1]]);
   return out;
 }
 
@@ -73,7 +75,7 @@ export function forwardAndLog(req, url, remove, set, logHead, started, logMode) 
       const now = Date.now();
       const [status, reason, headers, body] = originFailure;
       if (logMode >= 1) console.log(`${logHead}"decision":"refuse","reason":"${reason}","status":${status},"origin_ms":${now - originStarted},"total_ms":${now - started}}`);
-      return new Response(body, { status, headers: recordHeaders(headers) });
+      return new Response(body, { status, headers: pairList(headers) });
     },
   );
 }
@@ -82,7 +84,7 @@ export function forwardAndLog(req, url, remove, set, logHead, started, logMode) 
  * answer's body too. Resolves to [status, cache-control or "", body bytes]; rejects with the
  * error's name ("TimeoutError" when the timeout fired). */
 export async function send(method, url, headers, body, timeoutMs) {
-  const init = { method, headers: recordHeaders(headers), signal: AbortSignal.timeout(timeoutMs) };
+  const init = { method, headers: pairList(headers), signal: AbortSignal.timeout(timeoutMs) };
   if (body !== undefined) init.body = body;
   try {
     const resp = await fetch(url, init);
