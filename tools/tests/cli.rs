@@ -7,10 +7,10 @@
 //! `upstash-rest-server`, else `$CARGO_TARGET_DIR/debug/upstash-rest-server`; if none exists the
 //! tests FAIL (they are never skipped).
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,6 +19,7 @@ use edge_auth::http::{FetchError, HttpClient, HttpRequest, HttpResponse};
 use edge_auth::identity::RevocationStatus;
 use edge_auth::revocation::{CheckOutcome, Credential, JwtCredential, RateLimit, RateLimitKey, Revocation, RevocationConfig};
 use serde_json::Value;
+use support::Proc;
 
 const TOKEN: &str = "cli-test-token-7Hq";
 const CLI: &str = env!("CARGO_BIN_EXE_edge-auth");
@@ -45,16 +46,6 @@ fn server_bin() -> PathBuf {
     target.join("debug").join("upstash-rest-server")
 }
 
-/// A child process killed (and reaped) on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// redis-server + upstash-rest-server, both on free ports, both killed on drop.
 struct Stack {
     redis: Option<Proc>,
@@ -64,36 +55,9 @@ struct Stack {
 
 impl Stack {
     fn start() -> Stack {
-        let (redis, port) = edge_auth_tools::stack::probe::spawn_redis(std::path::Path::new("/usr/bin/redis-server"), Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let redis = Proc(redis);
-        let bin = server_bin();
-        assert!(
-            bin.exists(),
-            "upstash-rest-server not found at {} — build it (cargo build -p edge-auth-tools --bin upstash-rest-server) or set UPSTASH_SERVER_BIN",
-            bin.display()
-        );
-        let child = Command::new(&bin)
-            .args(["--listen", "127.0.0.1:0", "--redis-url", &format!("redis://127.0.0.1:{port}")])
-            .args(["--connect-timeout-ms", "500", "--command-timeout-ms", "2000"])
-            .env("UPSTASH_REST_TOKEN", TOKEN)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut server = Proc(child);
-        let stdout = server.0.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next());
-            for _ in lines {}
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Some(Ok(line))) => line,
-            other => panic!("upstash-rest-server did not print LISTENING: {other:?}"),
-        };
-        let url = line.strip_prefix("LISTENING ").unwrap_or_else(|| panic!("unexpected line {line:?}")).to_string();
+        let (redis, port) = support::start_redis();
+        let args = ["--connect-timeout-ms", "500", "--command-timeout-ms", "2000"];
+        let (server, url) = support::start_server(&server_bin(), &format!("redis://127.0.0.1:{port}"), TOKEN, &args);
         Stack { redis: Some(redis), _server: server, url }
     }
 

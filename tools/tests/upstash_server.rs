@@ -2,10 +2,11 @@
 //! Every test starts its own redis-server (free port, no persistence) and its
 //! own server process; both are killed when the test ends, also on failure.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::ExitStatus;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -13,19 +14,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use reqwest::blocking::{Client, Response};
 use serde_json::{json, Value};
+use support::Proc;
 
 const TOKEN: &str = "test-token-Zq9";
 const SERVER_BIN: &str = env!("CARGO_BIN_EXE_upstash-rest-server");
-
-/// A child process killed (and reaped) on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A redis-server on a free port.
 struct Redis {
@@ -35,9 +27,8 @@ struct Redis {
 
 impl Redis {
     fn start() -> Redis {
-        let (child, port) = edge_auth_tools::stack::probe::spawn_redis(std::path::Path::new("redis-server"), Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("{e}"));
-        Redis { proc: Proc(child), port }
+        let (proc, port) = support::start_redis();
+        Redis { proc, port }
     }
 
     fn url(&self) -> String {
@@ -53,33 +44,8 @@ struct Server {
 
 impl Server {
     fn start(redis_url: &str, extra: &[&str]) -> Server {
-        let child = Command::new(SERVER_BIN)
-            .args(["--listen", "127.0.0.1:0", "--redis-url", redis_url])
-            .args(["--connect-timeout-ms", "1000", "--command-timeout-ms", "3000"])
-            .args(extra)
-            .env("UPSTASH_REST_TOKEN", TOKEN)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {SERVER_BIN}: {e}"));
-        let mut proc = Proc(child);
-        let stdout = proc.0.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next());
-            // Keep draining so the server never blocks on a full pipe.
-            for _ in lines {}
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Some(Ok(line))) => line,
-            other => panic!("server did not print its LISTENING line: {other:?}"),
-        };
-        let url = line
-            .strip_prefix("LISTENING ")
-            .unwrap_or_else(|| panic!("unexpected first stdout line: {line:?}"))
-            .to_owned();
-        assert!(url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"), "bad url {url}");
+        let args: Vec<&str> = ["--connect-timeout-ms", "1000", "--command-timeout-ms", "3000"].into_iter().chain(extra.iter().copied()).collect();
+        let (proc, url) = support::start_server(Path::new(SERVER_BIN), redis_url, TOKEN, &args);
         Server { proc, url }
     }
 
