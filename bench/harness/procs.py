@@ -46,24 +46,16 @@ def stop(proc, grace=3.0):
         pgid = os.getpgid(proc.pid)
     except ProcessLookupError:
         pgid = None
-    if pgid is not None and pgid == proc.pid:  # only ever the group we created
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if pgid is not None and pgid == proc.pid:  # only ever the group we created
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                pass
         try:
-            os.killpg(pgid, signal.SIGTERM)
-        except ProcessLookupError:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
             pass
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
-    if pgid is not None and pgid == proc.pid:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
     if proc in _live:
         _live.remove(proc)
 
