@@ -22,11 +22,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use common::{raw_exchange, sha256_hex, OriginEcho, Reply, Stack};
+use common::{body_of, raw_exchange, sha256_hex, OriginEcho, Reply, Stack};
 use edge_auth_origin::{Error as AssertionError, RequestBinding, Verifier};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
@@ -598,19 +598,6 @@ fn an_hs256_assertion_verifies_with_the_shared_secret_only() {
 
 // ---------------------------------------------------------------------------------------------
 // Large bodies
-
-/// `len` bytes that are not all alike (a shift or a truncation changes the checksum).
-fn body_of(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 const EIGHT_MIB: usize = 8 * 1024 * 1024;
 

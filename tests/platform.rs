@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{sha256_hex, Stack};
+use common::{body_of, sha256_hex, Stack};
 
 /// Vars that let these tests reach the origin without a credential: one public route.
 const PUBLIC_VARS: &[(&str, &str)] = &[("ROUTES", r#"[{"name":"all","path":"/**","auth":"public"}]"#)];
@@ -30,24 +30,10 @@ fn closed_port() -> u16 {
     panic!("no closed port below 1024 on 127.0.0.1");
 }
 
-/// 1 MiB of bytes that are not all alike (a body corrupted by a shift or a truncation changes
-/// its checksum).
-fn big_body() -> Vec<u8> {
-    let mut x: u32 = 0x1234_5678;
-    (0..1024 * 1024)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 #[test]
 fn request_reaches_origin_with_method_path_query_headers_and_body() {
     let stack = Stack::shared(PUBLIC_VARS);
-    let body = big_body();
+    let body = body_of(1024 * 1024, 0x1234_5678);
     let reply = stack.request(
         "POST",
         "/api/items/42?b=2&a=1&a=3&empty=&sp=x%20y",

@@ -136,6 +136,20 @@ impl OriginEcho {
 }
 
 /// Lower-case hex SHA-256 of `data`.
+/// `len` bytes that are not all alike (a body corrupted by a shift or a truncation changes its
+/// checksum), from an xorshift seeded with `seed`.
+pub fn body_of(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
 pub fn sha256_hex(data: &[u8]) -> String {
     Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
