@@ -1,36 +1,19 @@
-//! Per-isolate cache of tokens whose signature already verified, keyed by SHA-256 of the whole
-//! token. It only skips signature work: claims are checked again on every hit, and an entry
-//! never outlives the token's `exp`.
+//! Per-isolate cache of tokens whose signature already verified, keyed by the token itself
+//! (exact match: no digest to compute per request, no collision to reason about). It only
+//! skips signature work: claims are checked again on every hit, and an entry never outlives
+//! the token's `exp`. Memory is bounded by capacity × `MAX_TOKEN_BYTES`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use sha2::{Digest, Sha256};
-
 /// Default of `VERIFIED_TOKEN_CACHE_SIZE`.
 pub const DEFAULT_TOKEN_CACHE_SIZE: usize = 1024;
 
-/// A bounded map from token hash to a value, each entry valid until its `exp`.
+/// A bounded map from token to a value, each entry valid until its `exp`.
 #[derive(Debug)]
 pub struct TokenCache<T> {
     capacity: usize,
-    entries: RefCell<HashMap<[u8; 32], (u64, T)>>,
-}
-
-/// SHA-256 of a whole token: computed once per request, used for the lookup and the insert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TokenKey([u8; 32]);
-
-impl TokenKey {
-    pub fn of(token: &str) -> Self {
-        TokenKey(Sha256::digest(token.as_bytes()).into())
-    }
-}
-
-impl From<&str> for TokenKey {
-    fn from(token: &str) -> Self {
-        TokenKey::of(token)
-    }
+    entries: RefCell<HashMap<Box<str>, (u64, T)>>,
 }
 
 impl<T: Clone> TokenCache<T> {
@@ -40,16 +23,15 @@ impl<T: Clone> TokenCache<T> {
     }
 
     /// The cached value for `token`, if present and `now < exp` (expired entries are dropped).
-    pub fn get(&self, token: impl Into<TokenKey>, now: u64) -> Option<T> {
+    pub fn get(&self, token: &str, now: u64) -> Option<T> {
         if self.capacity == 0 {
             return None;
         }
-        let k = token.into().0;
         let mut entries = self.entries.borrow_mut();
-        match entries.get(&k) {
+        match entries.get(token) {
             Some((exp, v)) if now < *exp => Some(v.clone()),
             Some(_) => {
-                entries.remove(&k);
+                entries.remove(token);
                 None
             }
             None => None,
@@ -58,28 +40,38 @@ impl<T: Clone> TokenCache<T> {
 
     /// Remembers `value` for `token` until `exp`. When full, expired entries go first, then the
     /// entries that expire soonest (an eighth of the capacity at a time).
-    pub fn insert(&self, token: impl Into<TokenKey>, exp: u64, now: u64, value: T) {
+    pub fn insert(&self, token: &str, exp: u64, now: u64, value: T) {
         if self.capacity == 0 || now >= exp {
             return;
         }
-        let k = token.into().0;
         let mut entries = self.entries.borrow_mut();
-        if !entries.contains_key(&k) && entries.len() >= self.capacity {
+        if !entries.contains_key(token) && entries.len() >= self.capacity {
             entries.retain(|_, (e, _)| now < *e);
             if entries.len() >= self.capacity {
                 // Evict a batch (an eighth of the capacity, at least one) of the entries that
                 // expire soonest, so a stream of new tokens pays for a sweep once per batch
                 // rather than on every insert.
                 let target = self.capacity - (self.capacity / 8).max(1);
-                let mut by_exp: Vec<([u8; 32], u64)> = entries.iter().map(|(k, (e, _))| (*k, *e)).collect();
-                by_exp.sort_unstable_by_key(|(_, e)| *e);
+                let mut by_exp: Vec<u64> = entries.values().map(|(e, _)| *e).collect();
+                by_exp.sort_unstable();
                 let excess = entries.len() - target;
-                for (old, _) in by_exp.into_iter().take(excess) {
-                    entries.remove(&old);
-                }
+                // The `excess` soonest to expire: all before the excess-th soonest `exp`, then
+                // as many expiring exactly then as are still needed.
+                let limit = by_exp[excess - 1];
+                let mut ties = excess - by_exp.partition_point(|e| *e < limit);
+                entries.retain(|_, (e, _)| {
+                    if *e < limit {
+                        return false;
+                    }
+                    if *e == limit && ties > 0 {
+                        ties -= 1;
+                        return false;
+                    }
+                    true
+                });
             }
         }
-        entries.insert(k, (exp, value));
+        entries.insert(token.into(), (exp, value));
     }
 
     /// Number of entries (expired ones included until touched).
@@ -134,6 +126,27 @@ mod tests {
         // The next insert has room: no sweep, nothing else evicted.
         c.insert("newer", 1000, 0, 98);
         assert_eq!(c.len(), 16);
+    }
+
+    #[test]
+    fn eviction_among_equal_expiry_removes_exactly_the_batch() {
+        let c = TokenCache::new(16);
+        for i in 0..16u64 {
+            c.insert(format!("t{i}").as_str(), 500, 0, i);
+        }
+        c.insert("new", 1000, 0, 99);
+        assert_eq!(c.len(), 15, "two of the sixteen equal entries went, the new one came in");
+        assert_eq!((0..16).filter(|i| c.get(&format!("t{i}"), 1).is_some()).count(), 14);
+        assert_eq!(c.get("new", 1), Some(99));
+    }
+
+    #[test]
+    fn a_hit_needs_the_whole_token() {
+        let c = TokenCache::new(4);
+        c.insert("header.payload.signature", 100, 0, 1);
+        assert_eq!(c.get("header.payload.signature", 1), Some(1));
+        assert_eq!(c.get("header.payload.signaturX", 1), None);
+        assert_eq!(c.get("header.payload.", 1), None);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::header::{parse_jws, parse_object, Algorithm};
 use super::issuer::{parse_issuers, IssuerConfig};
 use super::jwks_cache::{JwksSettings, JwksSource, JwksStore, NoJwksStore};
 use super::keys::{select, Selection, VerifyingKey};
-use super::token_cache::{TokenCache, TokenKey, DEFAULT_TOKEN_CACHE_SIZE};
+use super::token_cache::{TokenCache, DEFAULT_TOKEN_CACHE_SIZE};
 use crate::error::{Reason, Refusal};
 use crate::http::{HttpClient, RequestHead};
 use crate::vars::{get_trimmed, get_u64, ConfigError, Vars};
@@ -191,8 +191,7 @@ impl<S: JwksStore> Verifier<S> {
         if token.len() > self.config.max_token_bytes {
             return Err(Reason::TokenTooLarge.into());
         }
-        let key = TokenKey::of(token);
-        if let Some(hit) = self.tokens.get(key, now) {
+        if let Some(hit) = self.tokens.get(token, now) {
             return self.finish(&hit, now, true).map_err(Refusal::from);
         }
         let jws = parse_jws(token)?;
@@ -225,7 +224,7 @@ impl<S: JwksStore> Verifier<S> {
         let checked = Checked { issuer: idx, alg, kid: jws.header.kid.clone(), typ: jws.header.typ.clone(), claims };
         let out = self.finish(&checked, now, false)?;
         if let Some(exp) = out.exp {
-            self.tokens.insert(key, exp, now, Rc::new(checked));
+            self.tokens.insert(token, exp, now, Rc::new(checked));
         }
         Ok(out)
     }

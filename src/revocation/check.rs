@@ -143,9 +143,12 @@ impl Revocation {
             // A refresh token must be registered by jti; without one it cannot be present.
             return Err(Refusal::new(Reason::Revoked));
         }
-        let cache_key = CacheKey::Jwt { iss: jwt.issuer.clone(), sub: jwt.subject.clone(), jti: jti.map(str::to_string), refresh: jwt.is_refresh };
-        if self.cache_enabled() {
-            let hit = self.cache.borrow_mut().get(&cache_key, now);
+        // Built only when the staleness cache is on (its strings are copies).
+        let cache_key = self
+            .cache_enabled()
+            .then(|| CacheKey::Jwt { iss: jwt.issuer.clone(), sub: jwt.subject.clone(), jti: jti.map(str::to_string), refresh: jwt.is_refresh });
+        if let Some(cache_key) = &cache_key {
+            let hit = self.cache.borrow_mut().get(cache_key, now);
             if let Some((Cached::Jwt { cutoff, permissions }, at)) = hit {
                 if revoked_by_cutoff(cutoff, jwt.iat) {
                     return Err(Refusal::new(Reason::Revoked));
@@ -208,7 +211,7 @@ impl Revocation {
         let mut permissions = answer.permissions;
         permissions.sort();
         permissions.dedup();
-        if self.cache_enabled() {
+        if let Some(cache_key) = cache_key {
             let value = Cached::Jwt { cutoff: answer.cutoff, permissions: permissions.clone() };
             self.cache.borrow_mut().put(cache_key, value, now, now.saturating_add(self.config.cache_secs));
         }
