@@ -89,7 +89,7 @@ def table_rows(results, per_row):
         if not res.ok:
             out.append([label] + ["-"] * 12 + [f"NOT MEASURED: {res.error.splitlines()[0][:90]}"])
             continue
-        jose = by_key.get(f"jose-{row.alg}") if row.alg else None
+        jose = by_key.get(row.jose_key) if row.alg else None
         jose = jose if jose and jose.ok else None
         x_pass = res.rps / passthrough.rps if passthrough and passthrough.ok else None
         x_jose = res.rps / jose.rps if jose and row.kind == "edge" else None

@@ -12,6 +12,7 @@ EXPECTED_RT = {
     ("revocation", "hot"): 1.0,
     ("cache", "cold"): 1.0,  # every token new: every request a cache miss
     ("cache", "hot"): 0.0,   # one token, cached during warm-up: every request a hit
+    ("jwt", "cold"): 0.0,    # reference rows: signature and claims only, Redis never asked
 }
 
 
@@ -25,6 +26,7 @@ class Row:
     alg: Optional[str] = None
     tokens: str = "hot"  # "hot": one repeated token; "cold": a new token every request
     mode: str = "none"  # "none" | "revocation" (every request asks Redis) | "cache" (REVOCATION_CACHE_SECS=60)
+    #                     | "jwt" (no revocation check: a reference that splits the cost in two)
     log: str = "all"  # edge-auth's LOG_REQUESTS; targets are judged on the default ("all") only
 
     @property
@@ -35,7 +37,12 @@ class Row:
     @property
     def reference(self):
         """A row measured for explanation, not judged against a target."""
-        return self.kind == "floor" or self.log != "all"
+        return self.kind == "floor" or self.log != "all" or self.mode == "jwt"
+
+    @property
+    def jose_key(self):
+        """The key of the jose row doing the same job (same algorithm, same revocation mode)."""
+        return f"jose-{self.alg}" + ("-jwt" if self.mode == "jwt" else "")
 
     @property
     def expected_rt(self):
@@ -79,7 +86,8 @@ class Result:
 def all_rows(algs=ALGS):
     """Every row in run order: pass-through, the JS reference floor, jose per alg, edge-auth per
     alg and mode (the first alg's hot cached row followed by the same with logging of refusals
-    only, a reference)."""
+    only, a reference), then the references without revocation: jose and edge-auth per alg,
+    cold tokens, signature and claims only."""
     rows = [Row("passthrough", "pass-through JS", "passthrough"),
             Row("floor", "JS forward rewrite + log line, no auth (reference)", "floor")]
     for alg in algs:
@@ -95,4 +103,8 @@ def all_rows(algs=ALGS):
                     rows.append(Row(f"edge-{alg}-hot-cache-quiet",
                                     f"edge-auth {alg} hot, cache 60s, LOG_REQUESTS=refusals (reference)",
                                     "edge", alg, "hot", "cache", log="refusals"))
+    for alg in algs:
+        rows.append(Row(f"jose-{alg}-jwt", f"jose {alg} cold, no revocation (reference)", "jose", alg, "cold", "jwt"))
+        rows.append(Row(f"edge-{alg}-cold-jwt", f"edge-auth {alg} cold, no revocation (reference)",
+                        "edge", alg, "cold", "jwt"))
     return rows

@@ -8,6 +8,7 @@
 //      (`<p>` = REDIS_PREFIX, default "edge-auth:"; `<ih>` = first 16 hex of SHA-256(iss));
 //      a present jti, or a subject cutoff later than `iat`, refuses the token; Redis trouble
 //      fails closed (503);
+//      (`REVOCATION=off` skips this step: the benchmark's reference rows without revocation);
 //   3. forward to ORIGIN_URL with identity headers (X-Auth-Subject, X-Auth-Issuer), after
 //      dropping any X-Auth-* header the client sent.
 // Bundled with esbuild into one module by bench/run.py.
@@ -62,6 +63,7 @@ async function loadState(env) {
     upstash: `${upstash}/pipeline`,
     upstashAuth: `Bearer ${env.UPSTASH_REDIS_REST_TOKEN}`,
     prefix: env.REDIS_PREFIX ?? "edge-auth:",
+    revocation: env.REVOCATION !== "off",
   };
 }
 
@@ -131,7 +133,7 @@ export default {
     if (typeof payload.sub !== "string" || payload.sub === "") return deny(401, "subject_missing");
 
     try {
-      if (await revoked(state, iss, payload)) return deny(401, "token_revoked");
+      if (state.revocation && (await revoked(state, iss, payload))) return deny(401, "token_revoked");
     } catch {
       return deny(503, "revocation_unavailable");
     }
