@@ -50,6 +50,26 @@ impl Background {
     }
 }
 
+/// One request as the gateway sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    pub head: &'a RequestHead,
+    /// Unix seconds, for every validity decision.
+    pub now: u64,
+    /// The id the log line, the forwarded `X-Auth-Request-Id` and the assertion carry.
+    pub request_id: &'a str,
+    /// The client address the platform reported (`CF-Connecting-IP`), if any.
+    pub client_ip: Option<&'a str>,
+}
+
+/// What deciding may call on: signature checks, outbound HTTP (Redis REST, JWKS), and a
+/// millisecond clock used for timings only.
+pub struct Io<'a, C, H> {
+    pub crypto: &'a C,
+    pub http: &'a H,
+    pub clock: &'a dyn Fn() -> f64,
+}
+
 /// The gateway's decision for one request, with its log line and background work.
 #[derive(Debug)]
 pub struct Decision {
@@ -172,22 +192,11 @@ impl<S: JwksStore> Gateway<S> {
         self.selftest
     }
 
-    /// Decides what happens to one request. `clock` gives milliseconds (for timings only);
-    /// `now` is Unix seconds for every validity decision.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn decide<C: SignatureVerifier, H: HttpClient>(
-        &self,
-        head: &RequestHead,
-        now: u64,
-        request_id: &str,
-        client_ip: Option<&str>,
-        crypto: &C,
-        http: &H,
-        clock: &dyn Fn() -> f64,
-    ) -> Decision {
-        let mut log = RequestLog::new(request_id, &head.method, &head.path);
+    /// Decides what happens to one request.
+    pub async fn decide<C: SignatureVerifier, H: HttpClient>(&self, req: Incoming<'_>, io: &Io<'_, C, H>) -> Decision {
+        let mut log = RequestLog::new(req.request_id, &req.head.method, &req.head.path);
         let mut background = Background::default();
-        let outcome = match self.run(head, now, request_id, client_ip, crypto, http, clock, &mut log, &mut background).await {
+        let outcome = match self.run(req, io, &mut log, &mut background).await {
             Ok(outcome) => outcome,
             Err(refusal) => {
                 log.refused(&refusal);
@@ -202,19 +211,15 @@ impl<S: JwksStore> Gateway<S> {
         Decision { outcome, log, background }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn run<C: SignatureVerifier, H: HttpClient>(
         &self,
-        head: &RequestHead,
-        now: u64,
-        request_id: &str,
-        client_ip: Option<&str>,
-        crypto: &C,
-        http: &H,
-        clock: &dyn Fn() -> f64,
+        req: Incoming<'_>,
+        io: &Io<'_, C, H>,
         log: &mut RequestLog,
         background: &mut Background,
     ) -> Result<Outcome, Refusal> {
+        let Incoming { head, now, request_id, client_ip } = req;
+        let (crypto, http, clock) = (io.crypto, io.http, io.clock);
         // Edge endpoints.
         if head.path == ASSERTION_JWKS_PATH && head.method == "GET" {
             if let Some(cfg) = &self.assertion {
@@ -495,7 +500,8 @@ mod tests {
     }
 
     fn decide(gw: &Gateway, h: &RequestHead) -> Decision {
-        block_on(gw.decide(h, NOW, "rid-1", Some("203.0.113.9"), &HostVerifier, &NoHttp, &|| 0.0))
+        let req = Incoming { head: h, now: NOW, request_id: "rid-1", client_ip: Some("203.0.113.9") };
+        block_on(gw.decide(req, &Io { crypto: &HostVerifier, http: &NoHttp, clock: &|| 0.0 }))
     }
 
     fn refused(d: &Decision) -> Reason {

@@ -13,7 +13,7 @@ use wasm_bindgen_futures::JsFuture;
 use worker::{Context, Env};
 
 use crate::error::{Reason, Refusal};
-use crate::gateway::{Decision, Gateway, Outcome, SELFTEST_PATH};
+use crate::gateway::{Decision, Gateway, Incoming, Io, Outcome, SELFTEST_PATH};
 use crate::http::{flatten_pairs, FetchError, HttpClient, HttpRequest, HttpResponse, RequestHead};
 use crate::jwt::jwks_cache::{JwksStore, StoredDoc};
 use crate::jwt::vectors;
@@ -236,8 +236,8 @@ async fn handle(raw: web_sys::Request, env: Env, ctx: Context) -> worker::Result
     let client_ip = head.header("cf-connecting-ip").map(str::to_string);
     let now = (started / 1000.0) as u64;
     let crypto = CRYPTO.with(|c| c.clone());
-    let Decision { outcome, mut log, background } =
-        gw.decide(&head, now, &rid, client_ip.as_deref(), &*crypto, &WorkerFetch, &now_ms).await;
+    let req = Incoming { head: &head, now, request_id: &rid, client_ip: client_ip.as_deref() };
+    let Decision { outcome, mut log, background } = gw.decide(req, &Io { crypto: &*crypto, http: &WorkerFetch, clock: &now_ms }).await;
     if !background.is_empty() {
         let verifier = gw.verifier();
         ctx.wait_until(async move {
