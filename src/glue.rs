@@ -233,10 +233,9 @@ async fn handle(raw: web_sys::Request, env: Env, ctx: Context) -> worker::Result
     if gw.selftest_enabled() && head.path == SELFTEST_PATH && head.method == "POST" {
         return Ok(selftest(&raw, head.query.as_deref().unwrap_or("")).await?.into());
     }
-    let client_ip = head.header("cf-connecting-ip").map(str::to_string);
     let now = (started / 1000.0) as u64;
     let crypto = CRYPTO.with(|c| c.clone());
-    let req = Incoming { head: &head, now, request_id: &rid, client_ip: client_ip.as_deref() };
+    let req = Incoming { head: &head, now, request_id: &rid, client_ip: head.header("cf-connecting-ip") };
     let Decision { outcome, mut log, background } = gw.decide(req, &Io { crypto: &*crypto, http: &WorkerFetch, clock: &now_ms }).await;
     if !background.is_empty() {
         let verifier = gw.verifier();
