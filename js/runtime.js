@@ -106,3 +106,18 @@ export async function send(method, url, headers, body, timeoutMs) {
     throw String((e && e.name) || "Error");
   }
 }
+
+/** The wasm callback `settleInto` reports to (`crate::glue::promise`), set once per instance. */
+let onSettled = null;
+
+export function setOnSettled(callback) {
+  onSettled = callback;
+}
+
+/** Reports the promise's outcome to wasm as (slot, fulfilled?, value or reason). */
+export function settleInto(promise, slot) {
+  promise.then(
+    (value) => onSettled(slot, true, value),
+    (reason) => onSettled(slot, false, reason),
+  );
+}

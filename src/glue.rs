@@ -3,13 +3,13 @@
 //! request on to the origin or answers with the gateway's refusal.
 
 mod drive;
+pub(crate) mod promise;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use sha2::Digest;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
 use worker::{Context, Env};
 
 use crate::error::{Reason, Refusal};
@@ -138,7 +138,7 @@ pub struct WorkerFetch;
 impl HttpClient for WorkerFetch {
     async fn send(&self, req: HttpRequest) -> Result<HttpResponse, FetchError> {
         let headers = flatten_pairs(req.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-        let answer = JsFuture::from(js_send(req.method, &req.url, &headers, req.body, req.timeout_ms)).await.map_err(fetch_error)?;
+        let answer = promise::settled(&js_send(req.method, &req.url, &headers, req.body, req.timeout_ms)).await.map_err(fetch_error)?;
         let answer: js_sys::Array = answer.unchecked_into();
         let status = answer.get(0).as_f64().unwrap_or(0.0) as u16;
         let cache_control = answer.get(1).as_string().filter(|v| !v.is_empty());
@@ -333,7 +333,7 @@ fn with_header(resp: web_sys::Response, name: &str, value: &str) -> worker::Resu
 /// Only when `SELFTEST_ENDPOINT=true`.
 async fn selftest(raw: &web_sys::Request, query: &str) -> worker::Result<web_sys::Response> {
     let param = |k: &str| query.split('&').find_map(|kv| kv.strip_prefix(k).and_then(|r| r.strip_prefix('='))).unwrap_or("");
-    let text = JsFuture::from(raw.text()?).await?.as_string().unwrap_or_default();
+    let text = promise::settled(&raw.text()?).await?.as_string().unwrap_or_default();
     let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) else {
         return plain_response(400, &[], "body is not JSON");
     };
@@ -371,6 +371,6 @@ async fn forward(orig: &web_sys::Request, plan: &crate::forward::ForwardPlan) ->
     let (remove, set) = plan_wire(plan);
     let out = js_origin_request(orig, &plan.url, &remove, &set)?;
     let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    let resp = JsFuture::from(global.fetch_with_request(&out)).await?;
+    let resp = promise::settled(&global.fetch_with_request(&out)).await?;
     resp.dyn_into()
 }

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 
 use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::JsFuture;
 use web_sys::{CryptoKey, SubtleCrypto, WorkerGlobalScope};
 
 use super::crypto::{CryptoError, SignatureVerifier};
@@ -118,7 +117,7 @@ impl WebCryptoVerifier {
         let promise = subtle
             .import_key_with_object("jwk", &jwk_object(key)?, &import_algorithm(key, alg)?, false, &usages)
             .map_err(|e| CryptoError::InvalidKey(js_err(e)))?;
-        let imported = JsFuture::from(promise).await.map_err(|e| CryptoError::InvalidKey(js_err(e)))?;
+        let imported = crate::glue::promise::settled(&promise).await.map_err(|e| CryptoError::InvalidKey(js_err(e)))?;
         let crypto_key: CryptoKey = imported.dyn_into().map_err(|_| CryptoError::Backend("importKey gave no CryptoKey".into()))?;
         let entry = (crypto_key, verify_params(key, alg)?);
         let mut keys = self.keys.borrow_mut();
@@ -155,7 +154,7 @@ impl SignatureVerifier for WebCryptoVerifier {
         let promise = subtle
             .verify_with_object_and_u8_array_and_u8_array(&params, &crypto_key, signature, signing_input)
             .map_err(|e| CryptoError::Backend(js_err(e)))?;
-        match JsFuture::from(promise).await {
+        match crate::glue::promise::settled(&promise).await {
             Ok(v) => Ok(v.as_bool().unwrap_or(false)),
             // A rejected verify (e.g. malformed signature) does not verify.
             Err(_) => Ok(false),
