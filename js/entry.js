@@ -2,7 +2,7 @@
 // scripts/esbuild-entry). worker-build 0.8's shim exports a `WorkerEntrypoint` class behind a
 // `Proxy`: the runtime then constructs an instance per request, and every property read goes
 // through a trap that wraps the method in a new `Proxy` — measured at 12-15 µs CPU per request
-// (bench/RESULTS.md). This exports a plain handler object instead and keeps what the shim's
+// (README, "Measured"). This exports a plain handler object instead and keeps what the shim's
 // wrapping is for: after a wasm trap (a `WebAssembly.RuntimeError`, e.g. a panic under
 // panic=abort) the next request runs on a fresh wasm instance rather than on broken state.
 import * as wasm from "./index.js";

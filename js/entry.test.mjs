@@ -1,9 +1,9 @@
 // js/entry.js against a stand-in for the wasm-bindgen module: requests reach the wasm `fetch`
 // unchanged, and after a wasm trap (a WebAssembly.RuntimeError, thrown or reported as an
 // uncaught error after an await) the next request runs on a reset instance, once.
-import { test } from "node:test";
+import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, copyFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, copyFileSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -15,6 +15,7 @@ const listeners = {};
 globalThis.addEventListener = (type, fn) => (listeners[type] ??= []).push(fn);
 
 const dir = mkdtempSync(join(tmpdir(), "edge-auth-entry-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
 copyFileSync(join(here, "entry.js"), join(dir, "entry.js"));
 writeFileSync(
   join(dir, "index.js"),

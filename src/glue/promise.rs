@@ -4,7 +4,7 @@
 //! function registered with a `FinalizationRegistry`, unregistered and destroyed when called).
 //! Here `settleInto` in `js/runtime.js` attaches two plain JS arrow functions that call back into
 //! wasm through one long-lived closure with the await's slot number; the value waits in the slot
-//! until the future is polled. Measured: ≈ 5 µs CPU less per await (bench/RESULTS.md); a cold
+//! until the future is polled. Measured: ≈ 5 µs CPU less per await (README, "Measured"); a cold
 //! request awaits once (HMAC) or twice (WebCrypto, then Redis).
 //!
 //! Single-threaded (wasm32 without threads), like the runtime.
