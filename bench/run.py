@@ -229,6 +229,8 @@ class Bench:
         })
         if row.kind == "jose" and row.mode == "jwt":
             b["REVOCATION"] = "off"
+        if row.duties:
+            b["DUTIES"] = "edge"
         assert b["ISSUERS"] and tokens.ISSUER in b["ISSUERS"]
         return b
 
@@ -438,6 +440,10 @@ class Bench:
                 summary.setdefault(tid, []).append(verdict.split()[0])
         for tid, verdicts in sorted(summary.items()):
             print(f"{tid}: {verdicts.count('PASS')} PASS, {verdicts.count('MISS')} MISS")
+        duties = report.same_duties(self.results)
+        for alg, edge, jose, jd in duties:
+            print(f"same duties ({alg}, cold, revocation): edge-auth {edge:.0f} us CPU/req = "
+                  f"{edge / jose:.2f}x jose, {edge / jd:.2f}x jose with edge-auth's duties ({jd:.0f} us)")
 
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         cmd = "python3 bench/run.py " + " ".join(sys.argv[1:])
@@ -466,6 +472,16 @@ class Bench:
         for res in self.results:
             for tid, text, verdict in per_row.get(res.row.key, []):
                 md.append(f"- **{tid}** {res.row.label}: {text}: **{verdict}**")
+        if duties:
+            md += ["", "## Same job (reference, not a target)", "",
+                   "T2 compares with the jose worker as the issue describes it (verify, one Upstash "
+                   "call, two identity headers). The `+ edge-auth's duties` rows run the same worker "
+                   "with `DUTIES=edge`: the permissions read in the same pipeline, edge-auth's full "
+                   "header rewrite and request id, and one JSON log line per request.", "",
+                   "| alg | edge-auth CPU us/req | jose | x jose | jose + duties | x jose + duties |",
+                   "|---|---|---|---|---|---|"]
+            md += [f"| {alg} | {edge:.0f} | {jose:.0f} | {edge / jose:.2f} | {jd:.0f} | {edge / jd:.2f} |"
+                   for alg, edge, jose, jd in duties]
         md += ["", "## Sizes", "", "| bundle | file | raw bytes | gzip -9 bytes |", "|---|---|---|---|"]
         for name, files in self.sizes.items():
             for fname, (raw, gz) in files.items():

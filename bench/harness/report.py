@@ -72,6 +72,23 @@ def evaluate(results, bundle_gzip):
     return per_row, overall
 
 
+def same_duties(results):
+    """Per algorithm, edge-auth's cold revocation row against jose doing the same job (the
+    `DUTIES=edge` reference row): (alg, edge CPU, jose CPU, jose-with-duties CPU), for rows that
+    were measured and valid. A reference beside T2, never a verdict."""
+    by_key = {r.row.key: r for r in results}
+    out = []
+    for res in results:
+        row = res.row
+        if row.kind != "edge" or row.reference or row.tokens != "cold" or row.mode != "revocation":
+            continue
+        jose, duties = by_key.get(f"jose-{row.alg}"), by_key.get(f"jose-{row.alg}-duties")
+        if any(r is None or _validity(r) or not r.cpu_us_per_req for r in (res, jose, duties)):
+            continue
+        out.append((row.alg, res.cpu_us_per_req, jose.cpu_us_per_req, duties.cpu_us_per_req))
+    return out
+
+
 COLUMNS = ["row", "req/s", "x pass", "x jose", "p50 ms", "p99 ms", "CPU us/req", "CPU x jose",
            "Redis RT/req", "non-2xx", "sock err", "RSS MB", "probes", "targets"]
 

@@ -28,6 +28,7 @@ class Row:
     mode: str = "none"  # "none" | "revocation" (every request asks Redis) | "cache" (REVOCATION_CACHE_SECS=60)
     #                     | "jwt" (no revocation check: a reference that splits the cost in two)
     log: str = "all"  # edge-auth's LOG_REQUESTS; targets are judged on the default ("all") only
+    duties: bool = False  # jose with DUTIES=edge: also edge-auth's permissions read, rewrite, log line
 
     @property
     def needs_redis(self):
@@ -37,7 +38,7 @@ class Row:
     @property
     def reference(self):
         """A row measured for explanation, not judged against a target."""
-        return self.kind == "floor" or self.log != "all" or self.mode == "jwt"
+        return self.kind == "floor" or self.log != "all" or self.mode == "jwt" or self.duties
 
     @property
     def jose_key(self):
@@ -84,14 +85,17 @@ class Result:
 
 
 def all_rows(algs=ALGS):
-    """Every row in run order: pass-through, the JS reference floor, jose per alg, edge-auth per
-    alg and mode (the first alg's hot cached row followed by the same with logging of refusals
-    only, a reference), then the references without revocation: jose and edge-auth per alg,
+    """Every row in run order: pass-through, the JS reference floor, jose per alg (each followed
+    by the same worker with edge-auth's duties, a reference), edge-auth per alg and mode (the
+    first alg's hot cached row followed by the same with logging of refusals only, a
+    reference), then the references without revocation: jose and edge-auth per alg,
     cold tokens, signature and claims only."""
     rows = [Row("passthrough", "pass-through JS", "passthrough"),
             Row("floor", "JS forward rewrite + log line, no auth (reference)", "floor")]
     for alg in algs:
         rows.append(Row(f"jose-{alg}", f"jose {alg} cold, revocation", "jose", alg, "cold", "revocation"))
+        rows.append(Row(f"jose-{alg}-duties", f"jose {alg} cold, revocation, + edge-auth's duties (reference)",
+                        "jose", alg, "cold", "revocation", duties=True))
     for alg in algs:
         for mode in ("revocation", "cache"):
             for tok in ("cold", "hot"):
