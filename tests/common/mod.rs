@@ -135,7 +135,6 @@ impl OriginEcho {
     }
 }
 
-/// Lower-case hex SHA-256 of `data`.
 /// `len` bytes that are not all alike (a body corrupted by a shift or a truncation changes its
 /// checksum), from an xorshift seeded with `seed`.
 pub fn body_of(len: usize, seed: u32) -> Vec<u8> {
@@ -150,6 +149,7 @@ pub fn body_of(len: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
+/// Lower-case hex SHA-256 of `data`.
 pub fn sha256_hex(data: &[u8]) -> String {
     Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
