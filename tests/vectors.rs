@@ -1,6 +1,6 @@
 //! Wycheproof and RFC 7520 vectors through the crate's JWS/key/verifier path on the host
-//! (`HostVerifier`). The vector files live in `../shared/vectors` beside the repository; if they
-//! are missing, the test fails.
+//! (`HostVerifier`). The vector files live in `tests/vectors/` (copied from the project's shared
+//! reference set, licences beside them); if they are missing, the test fails.
 
 use std::path::PathBuf;
 
@@ -10,7 +10,7 @@ use futures::executor::block_on;
 use serde_json::Value;
 
 fn vectors_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
 }
 
 fn load(path: &PathBuf) -> Value {
@@ -37,7 +37,7 @@ fn report(kind: &str, r: &VectorReport) {
 #[test]
 fn wycheproof_vectors() {
     let dir = vectors_dir().join("wycheproof");
-    assert!(dir.is_dir(), "shared vectors not found at {}", dir.display());
+    assert!(dir.is_dir(), "test vectors not found at {}", dir.display());
     let mut failed = Vec::new();
     for (stem, min) in WYCHEPROOF_FILES {
         let doc = load(&dir.join(format!("{stem}_test.json")));
@@ -54,7 +54,7 @@ fn wycheproof_vectors() {
 #[test]
 fn rfc7520_cookbook_signatures() {
     let dir = vectors_dir().join("rfc7520");
-    assert!(dir.is_dir(), "shared vectors not found at {}", dir.display());
+    assert!(dir.is_dir(), "test vectors not found at {}", dir.display());
     let mut failed = Vec::new();
     for (stem, file) in [
         ("rfc7520_4_1", "4_1.rsa_v15_signature.json"),

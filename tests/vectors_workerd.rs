@@ -3,7 +3,7 @@
 //! (`SELFTEST_ENDPOINT=true`). Every file must give zero failures and exactly the counts the host
 //! run (`tests/vectors.rs`, `HostVerifier`) gives for it.
 //!
-//! The vector files live in `../shared/vectors` beside the repository; missing → the test fails.
+//! The vector files live in `tests/vectors/`; missing → the test fails.
 //! Needs the built worker and the tools (`cargo build --workspace --bins`).
 
 mod common;
@@ -26,7 +26,7 @@ const RFC7520: &[(&str, &str)] = &[
 ];
 
 fn vectors_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
 }
 
 fn read(path: &PathBuf) -> String {
@@ -105,8 +105,8 @@ fn check(stack: &Stack, kind: &str, name: &str, text: &str, host: &VectorReport,
 #[test]
 fn wycheproof_and_rfc7520_vectors_decide_the_same_inside_workerd() {
     let dir = vectors_dir();
-    assert!(dir.join("wycheproof").is_dir(), "shared vectors not found at {}", dir.display());
-    assert!(dir.join("rfc7520").is_dir(), "shared vectors not found at {}", dir.display());
+    assert!(dir.join("wycheproof").is_dir(), "test vectors not found at {}", dir.display());
+    assert!(dir.join("rfc7520").is_dir(), "test vectors not found at {}", dir.display());
     let stack = Stack::start(&[("SELFTEST_ENDPOINT", "true"), ("ROUTES", r#"[{"name":"all","path":"/**","auth":"public"}]"#)]);
 
     let mut problems = Vec::new();

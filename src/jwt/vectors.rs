@@ -12,7 +12,7 @@ use super::keys::{pin_algorithms, select, HmacSecret, KeyMaterial, Selection, Ve
 use super::pem::parse_public_key_pem;
 use crate::error::Reason;
 
-/// The Wycheproof files (stems under `shared/vectors/wycheproof/`, without `_test.json`) the
+/// The Wycheproof files (stems under `tests/vectors/wycheproof/`, without `_test.json`) the
 /// vector tests run, each with the minimum number of cases that must have run. Shared by the host
 /// test and the WebCrypto-in-workerd test so both decide the same files.
 pub const WYCHEPROOF_FILES: &[(&str, usize)] = &[

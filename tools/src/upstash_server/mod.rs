@@ -1,5 +1,5 @@
 //! A local server speaking the Upstash Redis REST protocol in front of a real
-//! `redis-server` (protocol: /work/shared/docs/upstash-rest-protocol.md).
+//! `redis-server` (protocol: the Upstash REST documentation, summarised in docs beside this repository).
 //!
 //! - `POST /` one command (`["SET","k","v","EX",100]`) -> `{"result": …}` or 400 `{"error": "ERR …"}`.
 //! - `POST /pipeline` several commands in one round trip, not atomic -> `[{"result"}|{"error"}, …]`.
