@@ -5,7 +5,13 @@
 // (README, "Measured"). This exports a plain handler object instead and keeps what the shim's
 // wrapping is for: after a wasm trap (a `WebAssembly.RuntimeError`, e.g. a panic under
 // panic=abort) the next request runs on a fresh wasm instance rather than on broken state.
+//
+// Before entering wasm it reads the request once (`readRequest`) and tries to answer it with a
+// decision the core already made for the same request head in the same second (`replay`, see
+// js/runtime.js and `Decision::replayable` in src/gateway.rs). scripts/esbuild-entry points the
+// runtime import at the copy wasm-bindgen bundles, so both sides share one module.
 import * as wasm from "./index.js";
+import { readRequest, replay, forgetDecisions } from "./runtime.js";
 
 const initState = wasm.__worker_init_state();
 
@@ -13,6 +19,7 @@ function reinitializeIfBroken() {
   if (initState.criticalError) {
     console.log("Reinitializing Wasm application");
     wasm.__wbg_reset_state();
+    forgetDecisions();
     initState.criticalError = false;
     initState.instanceId++;
   }
@@ -31,8 +38,12 @@ addEventListener("error", (e) => noteCritical(e.error));
 export default {
   fetch(request, env, ctx) {
     reinitializeIfBroken();
+    const started = Date.now();
+    const [head, rid] = readRequest(request);
+    const replayed = replay(request, head, rid, started);
+    if (replayed !== undefined) return replayed;
     try {
-      return wasm.fetch(request, env, ctx);
+      return wasm.fetch(request, env, ctx, head, rid, started);
     } catch (e) {
       noteCritical(e);
       throw e;

@@ -76,6 +76,32 @@ pub struct Decision {
     pub outcome: Outcome,
     pub log: RequestLog,
     pub background: Background,
+    /// Whether the same decision may be reused, within the same second `now`, for a request
+    /// whose head is byte-for-byte the same (see [`Decision::replayable`]).
+    pub replayable: bool,
+    /// Whether this request changed per-isolate state that other requests' decisions read (a
+    /// logout forgets cached revocation answers): decisions kept for reuse must be dropped.
+    pub forgets_replays: bool,
+}
+
+impl Decision {
+    /// A decision is replayable when it is a forward that was reached without any I/O and
+    /// without work left behind: no Redis or JWKS request, no signature check (the token came
+    /// from the verified-token cache, or the route is public), revocation either not required
+    /// or answered from the staleness cache (never a fail-open skip), nothing for `waitUntil`,
+    /// and no signed assertion (it is signed per request). Such a decision is a function of the
+    /// request head, the second `now`, the request id and this isolate's caches; within that
+    /// second every cache entry it read stays valid (each is valid for whole seconds), so
+    /// deciding again for the same head would give the same plan with another request id,
+    /// unless a logout through this isolate forgets entries ([`Decision::forgets_replays`]).
+    fn replayable(&self, sent: u32, assertion: bool) -> bool {
+        matches!(self.outcome, Outcome::Forward(_))
+            && sent == 0
+            && !assertion
+            && self.background.is_empty()
+            && self.log.token_cache_hit != Some(false)
+            && self.log.revocation.is_none_or(|r| r == "cached")
+    }
 }
 
 /// Edge endpoints for logging out (`LOGOUT_PATH`, `LOGOUT_ALL_PATH`; `POST` only).
@@ -177,6 +203,11 @@ impl<S: JwksStore> Gateway<S> {
         self.jwt.clone()
     }
 
+    /// The header that carries the request id to the origin (`{HEADER_PREFIX}Request-Id`).
+    pub fn request_id_header(&self) -> String {
+        self.forward.request_id_header()
+    }
+
     /// Whether responses carry `Server-Timing`.
     pub fn server_timing(&self) -> bool {
         self.server_timing
@@ -196,7 +227,9 @@ impl<S: JwksStore> Gateway<S> {
     pub async fn decide<C: SignatureVerifier, H: HttpClient>(&self, req: Incoming<'_>, io: &Io<'_, C, H>) -> Decision {
         let mut log = RequestLog::new(req.request_id, &req.head.method, &req.head.path);
         let mut background = Background::default();
-        let outcome = match self.run(req, io, &mut log, &mut background).await {
+        let counting = Counting { inner: io.http, sent: Cell::new(0) };
+        let io = Io { crypto: io.crypto, http: &counting, clock: io.clock };
+        let outcome = match self.run(req, &io, &mut log, &mut background).await {
             Ok(outcome) => outcome,
             Err(refusal) => {
                 log.refused(&refusal);
@@ -208,7 +241,10 @@ impl<S: JwksStore> Gateway<S> {
             log.status = *status;
         }
         background.jwks.extend(self.jwt.take_background_refreshes());
-        Decision { outcome, log, background }
+        let forgets_replays = self.is_logout(req.head);
+        let mut decision = Decision { outcome, log, background, replayable: false, forgets_replays };
+        decision.replayable = decision.replayable(counting.sent.get(), self.assertion.is_some());
+        decision
     }
 
     async fn run<C: SignatureVerifier, H: HttpClient>(
@@ -226,11 +262,9 @@ impl<S: JwksStore> Gateway<S> {
                 return Ok(Outcome::Serve { status: 200, body: assertion::jwks_json(cfg) });
             }
         }
-        if head.method == "POST" {
+        if self.is_logout(head) {
             let all = self.logout.all_path.as_deref() == Some(head.path.as_str());
-            if all || self.logout.path.as_deref() == Some(head.path.as_str()) {
-                return self.logout(head, now, all, crypto, http, log).await;
-            }
+            return self.logout(head, now, all, crypto, http, log).await;
         }
 
         let rule = self.routes.resolve(head).map_err(Refusal::from)?;
@@ -269,6 +303,12 @@ impl<S: JwksStore> Gateway<S> {
         };
         rule.check_scopes(&identity)?;
         Ok(Outcome::Forward(self.plan(head, rule, Some(&identity), Some(&credential), request_id, client_ip, now)))
+    }
+
+    /// Whether the request is for a logout endpoint (`POST` to `LOGOUT_PATH` / `LOGOUT_ALL_PATH`).
+    fn is_logout(&self, head: &RequestHead) -> bool {
+        let path = Some(head.path.as_str());
+        head.method == "POST" && (self.logout.path.as_deref() == path || self.logout.all_path.as_deref() == path)
     }
 
     async fn check_revocation<H: HttpClient>(
@@ -558,6 +598,105 @@ mod tests {
         let mut v = vars(&[]);
         v.remove("ISSUERS");
         assert_eq!(Gateway::from_vars(&v).err().unwrap().field, "ISSUERS");
+    }
+
+    /// An Upstash REST server that answers every pipeline with "nothing revoked, no
+    /// permissions" (or fails, when `down`), counting the requests it was sent.
+    struct Upstash {
+        sent: Cell<u32>,
+        down: Cell<bool>,
+    }
+    impl HttpClient for Upstash {
+        async fn send(&self, req: HttpRequest) -> Result<HttpResponse, FetchError> {
+            self.sent.set(self.sent.get() + 1);
+            if self.down.get() {
+                return Err(FetchError::Network("connection refused".into()));
+            }
+            let cmds: Vec<Vec<String>> = serde_json::from_slice(req.body.as_deref().unwrap_or_default()).unwrap();
+            let results: Vec<serde_json::Value> =
+                cmds.iter().map(|c| if c[0] == "SMEMBERS" { serde_json::json!({"result": []}) } else { serde_json::json!({"result": null}) }).collect();
+            Ok(HttpResponse { status: 200, headers: vec![], body: serde_json::to_vec(&results).unwrap() })
+        }
+    }
+
+    fn decide_with(gw: &Gateway, h: &RequestHead, http: &Upstash) -> Decision {
+        let req = Incoming { head: h, now: NOW, request_id: "rid-1", client_ip: Some("203.0.113.9") };
+        block_on(gw.decide(req, &Io { crypto: &HostVerifier, http, clock: &|| 0.0 }))
+    }
+
+    const REVOCATION: [(&str, &str); 3] = [
+        ("UPSTASH_REDIS_REST_URL", "https://redis.internal"),
+        ("UPSTASH_REDIS_REST_TOKEN", "t"),
+        ("ROUTES", r#"[{"name":"pub","path":"/public/**","auth":"public"},{"name":"api","path":"/api/**","auth":"jwt+revocation"}]"#),
+    ];
+
+    #[test]
+    fn only_forwards_decided_without_io_from_valid_cache_entries_are_replayable() {
+        let auth = format!("Bearer {}", token("JWT", "read"));
+        let api = head("GET", "/api/orders", &[("authorization", &auth)]);
+
+        // JWT routes: the first request verifies the signature; the next comes from the cache.
+        let gw = Gateway::from_vars(&vars(&[])).unwrap();
+        assert!(!decide(&gw, &api).replayable, "signature checked");
+        let d = decide(&gw, &api);
+        assert_eq!(d.log.token_cache_hit, Some(true));
+        assert!(d.replayable && !d.forgets_replays);
+        assert!(decide(&gw, &head("GET", "/public/a", &[])).replayable, "public route");
+        assert!(!decide(&gw, &head("GET", "/api/x", &[])).replayable, "refusal");
+        assert!(!decide(&gw, &head("GET", "/admin/x", &[("authorization", &auth)])).replayable, "scope refusal");
+
+        // Revocation on every request: never replayable.
+        let redis = Upstash { sent: Cell::new(0), down: Cell::new(false) };
+        let gw = Gateway::from_vars(&vars(&REVOCATION)).unwrap();
+        for _ in 0..3 {
+            let d = decide_with(&gw, &api, &redis);
+            assert_eq!(d.log.revocation, Some("checked"));
+            assert!(!d.replayable);
+        }
+        assert_eq!(redis.sent.get(), 3);
+
+        // With the staleness cache: the checked request is not, the cached one is.
+        let mut v = REVOCATION.to_vec();
+        v.push(("REVOCATION_CACHE_SECS", "60"));
+        let gw = Gateway::from_vars(&vars(&v)).unwrap();
+        assert!(!decide_with(&gw, &api, &redis).replayable, "checked in Redis");
+        let d = decide_with(&gw, &api, &redis);
+        assert_eq!(d.log.revocation, Some("cached"));
+        assert!(d.replayable);
+
+        // Fail-open: a request let through without an answer from Redis never is, even once the
+        // open breaker stops asking.
+        let mut v = REVOCATION.to_vec();
+        v.extend([("REVOCATION_FAILURE_POLICY", "open"), ("CIRCUIT_BREAKER_FAILURES", "1")]);
+        let gw = Gateway::from_vars(&vars(&v)).unwrap();
+        let redis = Upstash { sent: Cell::new(0), down: Cell::new(false) };
+        assert_eq!(decide_with(&gw, &api, &redis).log.revocation, Some("checked"));
+        redis.down.set(true);
+        for i in 0..3 {
+            let d = decide_with(&gw, &api, &redis);
+            assert_eq!(d.log.revocation, Some("skipped"), "request {i}");
+            assert!(!d.replayable, "request {i}: fail-open skip");
+        }
+        assert_eq!(redis.sent.get(), 2, "the breaker opened after one failure");
+
+        // A signed assertion is signed per request.
+        let seed = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, [7u8; 32]);
+        let gw = Gateway::from_vars(&vars(&[("ASSERTION_KEY", &seed)])).unwrap();
+        decide(&gw, &api);
+        assert!(!decide(&gw, &api).replayable, "assertion");
+    }
+
+    #[test]
+    fn a_logout_forgets_replays_whatever_its_outcome() {
+        let gw = Gateway::from_vars(&vars(&REVOCATION)).unwrap();
+        let redis = Upstash { sent: Cell::new(0), down: Cell::new(false) };
+        let auth = format!("Bearer {}", token("JWT", "read"));
+        for path in ["/auth/logout", "/auth/logout-all"] {
+            assert!(decide_with(&gw, &head("POST", path, &[("authorization", &auth)]), &redis).forgets_replays, "{path}");
+            assert!(decide_with(&gw, &head("POST", path, &[]), &redis).forgets_replays, "{path} refused");
+            assert!(!decide_with(&gw, &head("GET", path, &[]), &redis).forgets_replays, "GET {path}");
+        }
+        assert!(!decide_with(&gw, &head("POST", "/api/x", &[("authorization", &auth)]), &redis).forgets_replays);
     }
 
     #[test]

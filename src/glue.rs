@@ -25,8 +25,6 @@ use crate::vars::{ConfigError, Vars};
 /// so that each step costs one crossing (see that file for the wire format).
 #[wasm_bindgen::prelude::wasm_bindgen(module = "/js/runtime.js")]
 extern "C" {
-    #[wasm_bindgen(js_name = requestHead)]
-    fn js_request_head(req: &web_sys::Request) -> String;
     #[wasm_bindgen(js_name = originRequest, catch)]
     fn js_origin_request(req: &web_sys::Request, url: &str, remove: &str, set: &str) -> Result<web_sys::Request, wasm_bindgen::JsValue>;
     #[wasm_bindgen(js_name = forwardAndLog, catch)]
@@ -39,6 +37,12 @@ extern "C" {
         started: f64,
         log_mode: u8,
     ) -> Result<js_sys::Promise, wasm_bindgen::JsValue>;
+    #[wasm_bindgen(js_name = rememberDecision)]
+    fn js_remember_decision(head: &str, second: f64, url: &str, remove: &str, set: &str, rid_header: &str, log_tail: &str, log_mode: u8);
+    // `catch` also gives it a wasm-bindgen shim: imported directly, it made wasm-bindgen list
+    // the runtime module twice in the import object (an esbuild duplicate-key warning).
+    #[wasm_bindgen(js_name = forgetDecisions, catch)]
+    fn js_forget_decisions() -> Result<(), wasm_bindgen::JsValue>;
     #[wasm_bindgen(js_name = setOriginFailure)]
     fn js_set_origin_failure(status: u16, reason: &str, headers: &str, body: &str);
     #[wasm_bindgen(js_name = send)]
@@ -157,11 +161,6 @@ fn fetch_error(e: wasm_bindgen::JsValue) -> FetchError {
     }
 }
 
-/// Reads what the core may see of the request, in one crossing.
-fn request_head(req: &web_sys::Request) -> Option<RequestHead> {
-    RequestHead::from_flat(&js_request_head(req))
-}
-
 fn plain_response(status: u16, headers: &[(String, String)], body: &str) -> worker::Result<web_sys::Response> {
     let h = web_sys::Headers::new()?;
     for (n, v) in headers {
@@ -178,18 +177,6 @@ fn refusal_response(realm: &str, refusal: &Refusal) -> worker::Result<web_sys::R
     plain_response(r.status, &r.headers, &r.body)
 }
 
-/// A random request id (16 bytes, hex) when the platform gave none (`cf-ray`).
-fn request_id(head: &RequestHead) -> String {
-    if let Some(ray) = head.header("cf-ray").filter(|r| r.len() <= 64 && r.bytes().all(|b| b.is_ascii_graphic())) {
-        return ray.to_string();
-    }
-    let mut bytes = [0u8; 16];
-    if getrandom::getrandom(&mut bytes).is_err() {
-        bytes = (js_sys::Math::random().to_bits() as u128).to_le_bytes();
-    }
-    hex::encode(bytes)
-}
-
 /// The worker's `fetch` handler, exported directly rather than through `#[event(fetch)]`: the
 /// macro's `worker::Request` conversion reads `method`, `url`, `headers` and the whole `cf`
 /// object on every request, and the gateway reads what it needs itself (measured: the `cf`
@@ -198,9 +185,14 @@ fn request_id(head: &RequestHead) -> String {
 /// The handler runs under [`drive::to_promise`]: a request decided without I/O (a cached
 /// token, a public route, a refusal) is answered in this call, and one that waits on Redis, a
 /// JWKS or WebCrypto resumes in the microtask in which that promise settled.
+///
+/// `js/entry.js` calls it with what it already read of the request (`readRequest` in
+/// `js/runtime.js`): `head`, the request in the core's one-string form (`RequestHead::from_flat`,
+/// every header but `cf-ray`), `request_id` (`cf-ray` when usable, else random) and `started`
+/// (`Date.now()`), after trying to replay an earlier decision for the same head.
 #[wasm_bindgen::prelude::wasm_bindgen]
-pub fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) -> js_sys::Promise {
-    drive::to_promise(async move { settle(handle(req, env, Context::new(ctx)).await) })
+pub fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context, head: String, request_id: String, started: f64) -> js_sys::Promise {
+    drive::to_promise(async move { settle(handle(req, env, Context::new(ctx), head, request_id, started).await) })
 }
 
 /// The handler's answer (a `Response`, or a promise of one) or, on an internal error, a 500.
@@ -211,8 +203,7 @@ fn settle(answer: worker::Result<wasm_bindgen::JsValue>) -> wasm_bindgen::JsValu
     })
 }
 
-async fn handle(raw: web_sys::Request, env: Env, ctx: Context) -> worker::Result<wasm_bindgen::JsValue> {
-    let started = now_ms();
+async fn handle(raw: web_sys::Request, env: Env, ctx: Context, flat_head: String, rid: String, started: f64) -> worker::Result<wasm_bindgen::JsValue> {
     let gw = gateway(&env);
     let gw = match gw.as_ref() {
         Ok(gw) => gw,
@@ -226,17 +217,20 @@ async fn handle(raw: web_sys::Request, env: Env, ctx: Context) -> worker::Result
             return Ok(refusal_response("edge-auth", &Refusal::new(Reason::ConfigInvalid))?.into());
         }
     };
-    let Some(head) = request_head(&raw) else {
+    let Some(head) = RequestHead::from_flat(&flat_head) else {
         return Ok(refusal_response(gw.realm(), &Refusal::new(Reason::MalformedRequest))?.into());
     };
-    let rid = request_id(&head);
     if gw.selftest_enabled() && head.path == SELFTEST_PATH && head.method == "POST" {
         return Ok(selftest(&raw, head.query.as_deref().unwrap_or("")).await?.into());
     }
     let now = (started / 1000.0) as u64;
     let crypto = CRYPTO.with(|c| c.clone());
     let req = Incoming { head: &head, now, request_id: &rid, client_ip: head.header("cf-connecting-ip") };
-    let Decision { outcome, mut log, background } = gw.decide(req, &Io { crypto: &*crypto, http: &WorkerFetch, clock: &now_ms }).await;
+    let Decision { outcome, mut log, background, replayable, forgets_replays } =
+        gw.decide(req, &Io { crypto: &*crypto, http: &WorkerFetch, clock: &now_ms }).await;
+    if forgets_replays {
+        js_forget_decisions()?;
+    }
     if !background.is_empty() {
         let verifier = gw.verifier();
         ctx.wait_until(async move {
@@ -265,6 +259,9 @@ async fn handle(raw: web_sys::Request, env: Env, ctx: Context) -> worker::Result
                 LogRequests::Refusals => 1,
                 LogRequests::All => 2,
             };
+            if replayable {
+                remember(&flat_head, now, &plan, &remove, &log, &gw.request_id_header(), log_mode);
+            }
             return Ok(js_forward_and_log(&raw, &plan.url, &remove, &set, &log.json_head(), started, log_mode)?.into());
         }
         Outcome::Forward(plan) => {
@@ -355,6 +352,14 @@ async fn selftest(raw: &web_sys::Request, query: &str) -> worker::Result<web_sys
         "failures": report.failures,
     });
     plain_response(200, &[("content-type".into(), "application/json".into())], &body.to_string())
+}
+
+/// Hands a replayable decision (`Decision::replayable`) to `js/runtime.js`, which reuses it,
+/// within the same second, for requests with exactly the same head: the same plan with the
+/// replay's own request id, and the same log line marked `replayed`.
+fn remember(flat_head: &str, now: u64, plan: &crate::forward::ForwardPlan, remove: &str, log: &RequestLog, rid_header: &str, log_mode: u8) {
+    let (Some(set), Some(tail)) = (plan.set_headers_without(rid_header), log.replay_tail()) else { return };
+    js_remember_decision(flat_head, now as f64, &plan.url, remove, &flatten_pairs(set), rid_header, &tail, log_mode);
 }
 
 /// The plan's deletions and settings in `js/runtime.js`'s wire format.

@@ -75,6 +75,10 @@ pub struct RequestLog {
     pub revocation: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_round_trips: Option<u32>,
+    /// `true` when the request was answered by replaying an earlier decision for the same
+    /// request head in the same second (`js/runtime.js`, `replay`), without entering wasm.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<bool>,
     /// Set only when the configuration is invalid: names the field, never a secret value.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config_error: Option<String>,
@@ -135,6 +139,17 @@ impl RequestLog {
             head.push(',');
         }
         head
+    }
+
+    /// The log head of a replay of this decision without its first field: [`Self::json_head`]
+    /// with `replayed: true`, minus the leading `{"request_id":"…",`, which the replay writes
+    /// with its own request id. `None` if the line does not start that way.
+    pub fn replay_tail(&self) -> Option<String> {
+        let mut replay = self.clone();
+        replay.replayed = Some(true);
+        let head = replay.json_head();
+        let prefix = format!("{{\"request_id\":{},", serde_json::to_string(&self.request_id).ok()?);
+        head.strip_prefix(&prefix).map(str::to_string)
     }
 }
 
@@ -216,5 +231,20 @@ mod tests {
             }
         }
         assert!(log.json_head().ends_with(','));
+    }
+
+    #[test]
+    fn a_replay_line_is_the_same_object_with_its_own_id_and_replayed_true() {
+        let log = sample();
+        let tail = log.replay_tail().unwrap();
+        // What js/runtime.js replay writes: the new id as JSON, then the tail, then the close.
+        let id = "\"ray-\\\"-2\"";
+        let line = format!("{{\"request_id\":{id},{tail}\"decision\":\"forward\",\"status\":200,\"origin_ms\":3,\"total_ms\":5.5}}");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let mut expected: Value = serde_json::from_str(&log.to_json()).unwrap();
+        expected["request_id"] = "ray-\"-2".into();
+        expected["replayed"] = true.into();
+        assert_eq!(v, expected);
+        assert!(!tail.contains("\"rid\""), "{tail}");
     }
 }

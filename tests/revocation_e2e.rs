@@ -13,7 +13,8 @@
 //! - `perms set` reaches the origin in `X-Auth-Scopes` on the next request;
 //! - Redis round trips per request, counted by the REST server: exactly 1 with the check on,
 //!   0 on a public route, 0 on a cache hit (`REVOCATION_CACHE_SECS=60`); with a 2 s cache a
-//!   revocation takes effect within that bound;
+//!   revocation takes effect within that bound; a repeated request is replayed within its
+//!   second (own request id, log line `replayed`) until a logout through the edge;
 //! - `RATE_LIMIT=3/60`: the 4th request in a window is 429 `rate_limited` with `Retry-After`.
 //!
 //! Needs the built worker (`build/`) and the tools (`cargo build --workspace --bins`).
@@ -27,6 +28,9 @@ use std::time::{Duration, Instant};
 use common::Stack;
 use rev_support::*;
 use serde_json::json;
+
+/// The tests on the `REVOCATION_CACHE_SECS=60` stack count its REST requests: one at a time.
+static CACHE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Tests on the base stack hold this for reading; the ones that count REST requests hold it for
 /// writing, so nothing else talks to that stack's Redis meanwhile.
@@ -293,6 +297,7 @@ fn exactly_one_redis_round_trip_per_checked_request_and_none_on_a_public_route()
 
 #[test]
 fn a_cache_hit_costs_no_round_trip() {
+    let _g = CACHE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let stack = shared_stack(&[("REVOCATION_CACHE_SECS", "60")]);
     let sub = unique("kate");
     let token = Tok::access(ISS_A, &sub).sign();
@@ -312,6 +317,58 @@ fn a_cache_hit_costs_no_round_trip() {
     let reply = stack.request("POST", "/auth/logout", &[("authorization", &bearer(&token))], None);
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_refused(&get_with(stack, "/api/a", &token), 401, "revoked", "token logged out through the edge, cache on");
+}
+
+#[test]
+fn a_repeated_request_is_replayed_within_its_second_and_a_logout_ends_that_at_once() {
+    let _g = CACHE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let stack = shared_stack(&[("REVOCATION_CACHE_SECS", "60")]);
+    let sub = unique("mia");
+    let token = Tok::access(ISS_A, &sub).sign();
+    let path = format!("/api/replay-{sub}");
+    stack.upstash_stats_reset();
+    assert_eq!(assert_passes(&get_with(stack, &path, &token), "first"), "checked");
+
+    // Bursts of the same request: the first one decided from the caches is kept, and the ones
+    // after it in the same second are answered from it without entering wasm.
+    let mut ids = std::collections::HashSet::new();
+    let mut replayed = None;
+    for _burst in 0..5 {
+        let rids: Vec<String> = (0..10)
+            .map(|i| {
+                let reply = get_with(stack, &path, &token);
+                assert_eq!(assert_passes(&reply, &format!("repeat {i}")), "cached");
+                let echo = reply.origin_echo();
+                assert_eq!(echo.header("x-auth-subject"), Some(sub.as_str()));
+                assert_eq!(echo.header("authorization"), None, "the credential is never forwarded");
+                echo.header("x-auth-request-id").expect("request id").to_string()
+            })
+            .collect();
+        for rid in rids {
+            assert!(ids.insert(rid.clone()), "request id {rid} used twice");
+            let line = stack.wait_for_log_record("a repeated request", |r| r["request_id"] == rid.as_str());
+            if line["replayed"] == true {
+                replayed = Some(line);
+            }
+        }
+        if replayed.is_some() {
+            break;
+        }
+    }
+    let line = replayed.expect("no request of five bursts of ten was replayed");
+    assert_eq!(line["decision"], "forward", "{line}");
+    assert_eq!(line["status"], 200, "{line}");
+    assert_eq!(line["subject"], sub.as_str(), "{line}");
+    assert_eq!(line["revocation"], "cached", "{line}");
+    assert_eq!(line["token_cache_hit"], true, "{line}");
+    assert_eq!(line["redis_round_trips"], 0, "{line}");
+    assert_eq!(rest_requests(stack), 1, "REST requests: the first request only");
+
+    // A logout through the edge drops every kept decision: the very next request is refused.
+    let reply = stack.request("POST", "/auth/logout", &[("authorization", &bearer(&token))], None);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_refused(&get_with(stack, &path, &token), 401, "revoked", "the same request right after logout");
+    assert_no_panic(stack);
 }
 
 #[test]

@@ -54,6 +54,13 @@ impl ForwardPlan {
         after_scheme.find('/').and_then(|i| after_scheme.get(i..)).unwrap_or("/")
     }
 
+    /// `set_headers` without the pair named `name` (case-insensitive), if exactly one pair has
+    /// that name: what a replay of this plan sets before adding its own request id.
+    pub fn set_headers_without(&self, name: &str) -> Option<Vec<(&str, &str)>> {
+        let (named, rest): (Vec<_>, Vec<_>) = self.set_headers.iter().partition(|(n, _)| n.eq_ignore_ascii_case(name));
+        (named.len() == 1).then(|| rest.into_iter().map(|(n, v)| (n.as_str(), v.as_str())).collect())
+    }
+
     /// The value set for header `name` (case-insensitive), if any.
     pub fn set_header(&self, name: &str) -> Option<&str> {
         self.set_headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
