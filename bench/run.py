@@ -303,10 +303,10 @@ class Bench:
         try:
             res.startup_s = w.startup_seconds
             self.probes(row, w.url, res)
-            load.run_wrk(self.wrk, self.lua, w.url, self.args.warmup, warm_file, latency=False)
+            load.run_wrk(self.wrk, self.lua, w.url, self.args.warmup, warm_file, latency=False, vary=row.vary)
             cpu0 = w.cpu_seconds()
             stats0 = self.upstash.stats() if self.upstash else None
-            r = load.run_wrk(self.wrk, self.lua, w.url, self.args.duration, token_file, 0)
+            r = load.run_wrk(self.wrk, self.lua, w.url, self.args.duration, token_file, 0, vary=row.vary)
             stats1 = self.upstash.stats() if self.upstash else None
             cpu1 = w.cpu_seconds()
             res.rss_mb = w.rss_bytes() / 1e6

@@ -53,12 +53,13 @@ class WrkResult:
         return self.requests / self.duration_s if self.duration_s else 0.0
 
 
-def run_wrk(wrk, lua, url, seconds, token_file, start_index=0, latency=True):
-    """Runs wrk for `seconds` against `url` with `token_file`; returns a WrkResult."""
+def run_wrk(wrk, lua, url, seconds, token_file, start_index=0, latency=True, vary=False):
+    """Runs wrk for `seconds` against `url` with `token_file` (with `vary`, a new query on every
+    request); returns a WrkResult."""
     cmd = [wrk, f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "5s"]
     if latency:
         cmd.append("--latency")
-    cmd += ["-s", lua, url + PATH, "--", token_file, str(start_index)]
+    cmd += ["-s", lua, url + PATH, "--", token_file, str(start_index)] + (["vary"] if vary else [])
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     out = proc.stdout + proc.stderr
     m = re.search(r"^BENCH (.*)$", out, re.M)

@@ -29,6 +29,7 @@ class Row:
     #                     | "jwt" (no revocation check: a reference that splits the cost in two)
     log: str = "all"  # edge-auth's LOG_REQUESTS; targets are judged on the default ("all") only
     duties: bool = False  # jose with DUTIES=edge: also edge-auth's permissions read, rewrite, log line
+    vary: bool = False  # a new query on every request: no two heads alike, so no decision is replayed
 
     @property
     def needs_redis(self):
@@ -38,7 +39,7 @@ class Row:
     @property
     def reference(self):
         """A row measured for explanation, not judged against a target."""
-        return self.kind == "floor" or self.log != "all" or self.mode == "jwt" or self.duties
+        return self.kind == "floor" or self.log != "all" or self.mode == "jwt" or self.duties or self.vary
 
     @property
     def jose_key(self):
@@ -87,8 +88,8 @@ class Result:
 def all_rows(algs=ALGS):
     """Every row in run order: pass-through, the JS reference floor, jose per alg (each followed
     by the same worker with edge-auth's duties, a reference), edge-auth per alg and mode (the
-    first alg's hot cached row followed by the same with logging of refusals only, a
-    reference), then the references without revocation: jose and edge-auth per alg,
+    first alg's hot cached row followed by the same with logging of refusals only and the same
+    with a new query on every request, references), then the references without revocation: jose and edge-auth per alg,
     cold tokens, signature and claims only."""
     rows = [Row("passthrough", "pass-through JS", "passthrough"),
             Row("floor", "JS forward rewrite + log line, no auth (reference)", "floor")]
@@ -107,6 +108,9 @@ def all_rows(algs=ALGS):
                     rows.append(Row(f"edge-{alg}-hot-cache-quiet",
                                     f"edge-auth {alg} hot, cache 60s, LOG_REQUESTS=refusals (reference)",
                                     "edge", alg, "hot", "cache", log="refusals"))
+                    rows.append(Row(f"edge-{alg}-hot-cache-vary",
+                                    f"edge-auth {alg} hot, cache 60s, a new query per request (reference: no replay)",
+                                    "edge", alg, "hot", "cache", vary=True))
     for alg in algs:
         rows.append(Row(f"jose-{alg}-jwt", f"jose {alg} cold, no revocation (reference)", "jose", alg, "cold", "jwt"))
         rows.append(Row(f"edge-{alg}-cold-jwt", f"edge-auth {alg} cold, no revocation (reference)",

@@ -1,13 +1,16 @@
 -- wrk script for the edge-auth benchmark.
--- Usage: wrk -t1 -c8 -d10s --latency -s tokens.lua URL -- <token-file> [start-index]
+-- Usage: wrk -t1 -c8 -d10s --latency -s tokens.lua URL -- <token-file> [start-index] [vary]
 -- Sends `Authorization: Bearer <token>` cycling through the file's lines (one token per line;
 -- a one-line file is the "hot token" case), tallies every response status, and prints one
 -- machine-readable line at the end:
 --   BENCH requests=N duration_us=N p50_us=N p99_us=N mean_us=N max_us=N wraps=N
 --         err_connect=N err_read=N err_write=N err_timeout=N statuses=200:N,401:N
 -- Meant for -t1: with more threads each thread cycles on its own.
+-- With `vary` as the third argument every request gets its own query (`?r=<n>`), so that no two
+-- requests have the same head (edge-auth then never replays a decision).
 
 local tokens, n, i = {}, 0, 0
+local vary, sent = false, 0
 local threads = {}
 statuses = {}
 wraps = 0
@@ -27,6 +30,7 @@ function init(args)
   end
   if n == 0 then error("no tokens in " .. path) end
   i = (tonumber(args[2] or "0") or 0) % n
+  vary = args[3] == "vary"
 end
 
 function request()
@@ -35,7 +39,12 @@ function request()
     i = 1
     wraps = wraps + 1
   end
-  return wrk.format("GET", nil, { ["Authorization"] = tokens[i] })
+  local path = nil
+  if vary then
+    sent = sent + 1
+    path = wrk.path .. "?r=" .. sent
+  end
+  return wrk.format("GET", path, { ["Authorization"] = tokens[i] })
 end
 
 function response(status, headers, body)
