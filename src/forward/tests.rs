@@ -365,3 +365,17 @@ fn the_removal_check_matches_the_removal_list() {
         }
     }
 }
+
+#[test]
+fn a_replay_sets_every_pair_but_the_one_request_id() {
+    let plan = ForwardPlan {
+        url: "https://o/x".into(),
+        remove_headers: vec![],
+        set_headers: vec![("Host".into(), "o".into()), ("X-Auth-Request-Id".into(), "r1".into()), ("X-Auth-Subject".into(), "alice".into())],
+    };
+    assert_eq!(plan.set_headers_without("x-auth-request-id"), Some(vec![("Host", "o"), ("X-Auth-Subject", "alice")]));
+    assert_eq!(plan.set_headers_without("X-Other"), None, "no pair of that name");
+    let mut twice = plan.clone();
+    twice.set_headers.push(("x-auth-request-id".into(), "r2".into()));
+    assert_eq!(twice.set_headers_without("X-Auth-Request-Id"), None, "two pairs of that name");
+}
