@@ -67,6 +67,17 @@ beforeEach(() => {
   lines.length = 0;
 });
 
+/** A trap inside a promise callback, as the runtime reports it: an uncaught error event. */
+function reportTrapAfterAwait() {
+  const errors = console.error;
+  console.error = () => {};
+  try {
+    for (const fn of listeners.error ?? []) fn({ error: new WebAssembly.RuntimeError("unreachable") });
+  } finally {
+    console.error = errors;
+  }
+}
+
 const req = (path = "/api/a", headers = {}) =>
   new Request("https://edge.test" + path, { headers: { authorization: "Bearer t0k", ...headers } });
 
@@ -138,13 +149,7 @@ test("an ordinary exception is rethrown without resetting the instance", () => {
 
 test("a trap reported after an await (an uncaught error event) also resets before the next request", () => {
   const resets = stub.log.resets;
-  const errors = console.error;
-  console.error = () => {};
-  try {
-    for (const fn of listeners.error ?? []) fn({ error: new WebAssembly.RuntimeError("unreachable") });
-  } finally {
-    console.error = errors;
-  }
+  reportTrapAfterAwait();
   handler.fetch(req());
   assert.equal(stub.log.resets, resets + 1);
 });
@@ -213,13 +218,7 @@ test("a logout (forgetDecisions) and a wasm reset drop every kept decision", () 
 
   stub.log.keep = plan;
   handler.fetch(req());
-  const errors = console.error;
-  console.error = () => {};
-  try {
-    for (const fn of listeners.error ?? []) fn({ error: new WebAssembly.RuntimeError("unreachable") });
-  } finally {
-    console.error = errors;
-  }
+  reportTrapAfterAwait();
   handler.fetch(req());
   assert.equal(stub.log.calls.length, calls + 3, "after a reset");
 });

@@ -32,6 +32,11 @@ use serde_json::json;
 /// The tests on the `REVOCATION_CACHE_SECS=60` stack count its REST requests: one at a time.
 static CACHE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// The `REVOCATION_CACHE_SECS=60` stack, held for this test alone.
+fn cache_stack() -> (std::sync::MutexGuard<'static, ()>, &'static Stack) {
+    (CACHE_LOCK.lock().unwrap_or_else(|p| p.into_inner()), shared_stack(&[("REVOCATION_CACHE_SECS", "60")]))
+}
+
 /// Tests on the base stack hold this for reading; the ones that count REST requests hold it for
 /// writing, so nothing else talks to that stack's Redis meanwhile.
 static BASE_LOCK: RwLock<()> = RwLock::new(());
@@ -297,8 +302,7 @@ fn exactly_one_redis_round_trip_per_checked_request_and_none_on_a_public_route()
 
 #[test]
 fn a_cache_hit_costs_no_round_trip() {
-    let _g = CACHE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    let stack = shared_stack(&[("REVOCATION_CACHE_SECS", "60")]);
+    let (_g, stack) = cache_stack();
     let sub = unique("kate");
     let token = Tok::access(ISS_A, &sub).sign();
     let session = login(stack, &sub, "tablet", &["--perm", "p1"]);
@@ -321,8 +325,7 @@ fn a_cache_hit_costs_no_round_trip() {
 
 #[test]
 fn a_repeated_request_is_replayed_within_its_second_and_a_logout_ends_that_at_once() {
-    let _g = CACHE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    let stack = shared_stack(&[("REVOCATION_CACHE_SECS", "60")]);
+    let (_g, stack) = cache_stack();
     let sub = unique("mia");
     let token = Tok::access(ISS_A, &sub).sign();
     let path = format!("/api/replay-{sub}");
