@@ -375,7 +375,7 @@ class Bench:
             if res.error:
                 say(f"  NOT MEASURED: {res.error.splitlines()[0]}")
             self.results.append(res)
-            if row.kind == "passthrough" and res.ok:
+            if row.key == "passthrough" and res.ok:
                 # No row can outrun the pass-through: size the cold pools on its rate.
                 # Margin for a noisy pass-through run; reuse is still measured and reported.
                 rate = max(res.rps * 1.5, 3000)
