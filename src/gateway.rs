@@ -482,6 +482,7 @@ mod tests {
     use super::*;
     use crate::http::{FetchError, HttpResponse};
     use crate::jwt::host_crypto::HostVerifier;
+    use crate::revocation::fake::Fake;
     use futures::executor::block_on;
     use jsonwebtoken::{encode, EncodingKey, Header};
     use std::collections::HashMap;
@@ -600,26 +601,7 @@ mod tests {
         assert_eq!(Gateway::from_vars(&v).err().unwrap().field, "ISSUERS");
     }
 
-    /// An Upstash REST server that answers every pipeline with "nothing revoked, no
-    /// permissions" (or fails, when `down`), counting the requests it was sent.
-    struct Upstash {
-        sent: Cell<u32>,
-        down: Cell<bool>,
-    }
-    impl HttpClient for Upstash {
-        async fn send(&self, req: HttpRequest) -> Result<HttpResponse, FetchError> {
-            self.sent.set(self.sent.get() + 1);
-            if self.down.get() {
-                return Err(FetchError::Network("connection refused".into()));
-            }
-            let cmds: Vec<Vec<String>> = serde_json::from_slice(req.body.as_deref().unwrap_or_default()).unwrap();
-            let results: Vec<serde_json::Value> =
-                cmds.iter().map(|c| if c[0] == "SMEMBERS" { serde_json::json!({"result": []}) } else { serde_json::json!({"result": null}) }).collect();
-            Ok(HttpResponse { status: 200, headers: vec![], body: serde_json::to_vec(&results).unwrap() })
-        }
-    }
-
-    fn decide_with(gw: &Gateway, h: &RequestHead, http: &Upstash) -> Decision {
+    fn decide_with(gw: &Gateway, h: &RequestHead, http: &Fake) -> Decision {
         let req = Incoming { head: h, now: NOW, request_id: "rid-1", client_ip: Some("203.0.113.9") };
         block_on(gw.decide(req, &Io { crypto: &HostVerifier, http, clock: &|| 0.0 }))
     }
@@ -646,14 +628,14 @@ mod tests {
         assert!(!decide(&gw, &head("GET", "/admin/x", &[("authorization", &auth)])).replayable, "scope refusal");
 
         // Revocation on every request: never replayable.
-        let redis = Upstash { sent: Cell::new(0), down: Cell::new(false) };
+        let redis = Fake::new();
         let gw = Gateway::from_vars(&vars(&REVOCATION)).unwrap();
         for _ in 0..3 {
             let d = decide_with(&gw, &api, &redis);
             assert_eq!(d.log.revocation, Some("checked"));
             assert!(!d.replayable);
         }
-        assert_eq!(redis.sent.get(), 3);
+        assert_eq!(redis.calls(), 3);
 
         // With the staleness cache: the checked request is not, the cached one is.
         let mut v = REVOCATION.to_vec();
@@ -669,15 +651,15 @@ mod tests {
         let mut v = REVOCATION.to_vec();
         v.extend([("REVOCATION_FAILURE_POLICY", "open"), ("CIRCUIT_BREAKER_FAILURES", "1")]);
         let gw = Gateway::from_vars(&vars(&v)).unwrap();
-        let redis = Upstash { sent: Cell::new(0), down: Cell::new(false) };
+        let redis = Fake::new();
         assert_eq!(decide_with(&gw, &api, &redis).log.revocation, Some("checked"));
-        redis.down.set(true);
+        redis.fail(Err(FetchError::Network("connection refused".into())));
         for i in 0..3 {
             let d = decide_with(&gw, &api, &redis);
             assert_eq!(d.log.revocation, Some("skipped"), "request {i}");
             assert!(!d.replayable, "request {i}: fail-open skip");
         }
-        assert_eq!(redis.sent.get(), 2, "the breaker opened after one failure");
+        assert_eq!(redis.calls(), 2, "the breaker opened after one failure");
 
         // A signed assertion is signed per request.
         let seed = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, [7u8; 32]);
@@ -689,7 +671,7 @@ mod tests {
     #[test]
     fn a_logout_forgets_replays_whatever_its_outcome() {
         let gw = Gateway::from_vars(&vars(&REVOCATION)).unwrap();
-        let redis = Upstash { sent: Cell::new(0), down: Cell::new(false) };
+        let redis = Fake::new();
         let auth = format!("Bearer {}", token("JWT", "read"));
         for path in ["/auth/logout", "/auth/logout-all"] {
             assert!(decide_with(&gw, &head("POST", path, &[("authorization", &auth)]), &redis).forgets_replays, "{path}");

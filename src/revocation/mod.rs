@@ -19,6 +19,8 @@ pub mod store;
 pub mod writes;
 
 #[cfg(test)]
+pub(crate) mod fake;
+#[cfg(test)]
 mod tests;
 
 pub use check::{CheckOutcome, Credential, JwtCredential, Revocation, WriteRequest};
