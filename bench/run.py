@@ -14,6 +14,7 @@ This file only uses the standard library until it has re-executed itself inside 
 import argparse
 import datetime
 import hashlib
+import json
 import math
 import os
 import platform
@@ -26,6 +27,8 @@ import traceback
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
 VENV = os.path.join(BENCH, ".venv")
+# Seconds of load before a worker's isolate memory is read (at most the rows' --duration).
+MEMORY_LOAD_S = 5
 
 
 def bootstrap():
@@ -80,6 +83,19 @@ def parse_args():
 
 def say(msg):
     print(f"[bench] {msg}", flush=True)
+
+
+def keep_log_tail(log):
+    """Replaces a workerd log by its last lines (`<log>.tail`): per-request lines add up."""
+    from harness import procs
+
+    tail = procs.log_tail(log, 5)
+    try:
+        os.remove(log)
+        with open(log + ".tail", "w") as f:
+            f.write(tail + "\n")
+    except OSError:
+        pass
 
 
 def cmd_version(cmd):
@@ -267,6 +283,54 @@ class Bench:
         s = get(revoked)
         res.probes["revoked"] = (s, s == 401)
 
+    def row_tokens(self, row):
+        """(token file, warm-up token file, distinct tokens) for `row`'s load."""
+        alg = row.alg or self.algs[0]
+        if row.tokens == "cold":
+            token_file, pool = self.cold_tokens(alg)
+            return token_file, self.token_files[(alg, "warm")][0], pool
+        token_file, pool = self.token_files[(alg, "hot")]
+        return token_file, token_file, pool
+
+    def write_row_config(self, row, name, v8_flags=()):
+        """Writes the workerd config of `row`'s worker, on a free port, as `<name>.capnp`."""
+        from harness import procs, workerd
+
+        wdir = os.path.join(self.out, {"passthrough": "passthrough", "floor": "floor", "jose": "jose", "edge": "edge-auth"}[row.kind])
+        modules = [("index.js", "esModule", "index.js")]
+        if row.kind == "edge":
+            modules.append(("index_bg.wasm", "wasm", "index_bg.wasm"))
+        config = os.path.join(wdir, f"{name}.capnp")
+        workerd.write_config(config, procs.free_port(), modules, self.bindings(row), v8_flags)
+        return config
+
+    def measure_memory(self, res):
+        """The isolate memory of `res.row`'s worker (`harness/isolate_memory.mjs`) after
+        `MEMORY_LOAD_S` s of the row's load, in a workerd of its own started with the inspector:
+        an inspector costs CPU, so it is never attached to a row whose CPU is measured. V8 runs
+        with `--expose-gc` there, so that the live heap is read after a full GC."""
+        from harness import load, procs, workerd
+
+        row = res.row
+        token_file, warm_file, _ = self.row_tokens(row)
+        config = self.write_row_config(row, f"{row.key}-memory", ("--expose-gc",))
+        log = os.path.join(self.out, f"workerd-{row.key}-memory.log")
+        inspector = procs.free_port()
+        w = workerd.Workerd(self.workerd, config, log, inspector_port=inspector)
+        try:
+            load.run_wrk(self.wrk, self.lua, w.url, self.args.warmup, warm_file, latency=False, vary=row.vary)
+            load.run_wrk(self.wrk, self.lua, w.url, min(MEMORY_LOAD_S, self.args.duration), token_file, 0,
+                         latency=False, vary=row.vary)
+            node = shutil.which("node") or "node"
+            out = subprocess.run([node, "--experimental-websocket", os.path.join(BENCH, "harness", "isolate_memory.mjs"),
+                                  str(inspector)], capture_output=True, text=True, timeout=60)
+            if out.returncode != 0:
+                raise RuntimeError((out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1])
+            res.memory = json.loads(out.stdout.strip().splitlines()[-1])
+        finally:
+            w.stop()
+            keep_log_tail(log)
+
     def run_row(self, row, index, total):
         from harness import load, procs, workerd
         from harness.rows import Result
@@ -283,21 +347,10 @@ class Bench:
             res.error = self.upstash_error
             return res
 
-        alg = row.alg or self.algs[0]
-        if row.tokens == "cold":
-            token_file, pool = self.cold_tokens(alg)
-            warm_file = self.token_files[(alg, "warm")][0]
-        else:
-            token_file, pool = self.token_files[(alg, "hot")]
-            warm_file = token_file
+        token_file, warm_file, pool = self.row_tokens(row)
         res.token_pool = pool
 
-        wdir = os.path.join(self.out, {"passthrough": "passthrough", "floor": "floor", "jose": "jose", "edge": "edge-auth"}[row.kind])
-        modules = [("index.js", "esModule", "index.js")]
-        if row.kind == "edge":
-            modules.append(("index_bg.wasm", "wasm", "index_bg.wasm"))
-        config = os.path.join(wdir, f"{row.key}.capnp")
-        workerd.write_config(config, procs.free_port(), modules, self.bindings(row))
+        config = self.write_row_config(row, row.key)
         log = os.path.join(self.out, f"workerd-{row.key}.log")
         w = workerd.Workerd(self.workerd, config, log)
         try:
@@ -314,13 +367,7 @@ class Bench:
                 raise RuntimeError(f"workerd died during the run:\n{procs.log_tail(w.proc)}")
         finally:
             w.stop()
-            tail = procs.log_tail(log, 5)
-            try:
-                os.remove(log)  # per-request log lines add up; keep only the tail
-                with open(log + ".tail", "w") as f:
-                    f.write(tail + "\n")
-            except OSError:
-                pass
+            keep_log_tail(log)
         if r.requests == 0:
             res.error = f"no request completed: {r.raw[-300:]}"
             return res
@@ -380,6 +427,19 @@ class Bench:
                 # Margin for a noisy pass-through run; reuse is still measured and reported.
                 rate = max(res.rps * 1.5, 3000)
                 self.cold_pool = min(a.max_cold_tokens, int(rate * a.duration) + 1000)
+        mem_rows = [r for r in self.results if r.ok and r.row.memory]
+        for i, res in enumerate(mem_rows, 1):
+            say(f"[memory {i}/{len(mem_rows)}] {res.row.label}")
+            try:
+                self.measure_memory(res)
+                m = res.memory
+                say(f"  V8 heap {m['heap_live'] / 1e6:.1f} MB live after GC ({m['heap_used'] / 1e6:.1f} MB used before, "
+                    f"{m['heap_total'] / 1e6:.1f} MB reserved), wasm memory {m['wasm_memory'] / 1e6:.1f} MB")
+            except KeyboardInterrupt:
+                raise
+            except Exception as e:  # noqa: BLE001 - reported in the memory table
+                res.memory_error = f"{type(e).__name__}: {e}"
+                say(f"  NOT MEASURED: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
         if not a.no_wrangler:
             if "edge" in self.bundle_errors:
                 self.wrangler = ("error", self.bundle_errors["edge"])
@@ -440,6 +500,11 @@ class Bench:
                 summary.setdefault(tid, []).append(verdict.split()[0])
         for tid, verdicts in sorted(summary.items()):
             print(f"{tid}: {verdicts.count('PASS')} PASS, {verdicts.count('MISS')} MISS")
+        memory = report.memory_rows(self.results)
+        if memory:
+            print()
+            print("isolate memory (separate pass, inspector attached, after the row's load):")
+            print(report.text_table(memory, report.MEMORY_COLUMNS))
         duties = report.same_duties(self.results)
         for alg, edge, jose, jd in duties:
             print(f"same duties ({alg}, cold, revocation): edge-auth {edge:.0f} us CPU/req = "
@@ -482,6 +547,19 @@ class Bench:
                    "|---|---|---|---|---|---|"]
             md += [f"| {alg} | {edge:.0f} | {jose:.0f} | {edge / jose:.2f} | {jd:.0f} | {edge / jd:.2f} |"
                    for alg, edge, jose, jd in duties]
+        if memory:
+            md += ["", "## Isolate memory", "",
+                   f"Measured in a separate pass after the rows above: each worker again in a workerd "
+                   f"of its own, started with `--inspector-addr` and the V8 flag `--expose-gc`, warmed "
+                   f"up, given {min(MEMORY_LOAD_S, a.duration)} s of its row's load, then read through the "
+                   "DevTools protocol (`bench/harness/isolate_memory.mjs`): the V8 heap of the isolate "
+                   "(`Runtime.getHeapUsage`: used, garbage included, then live after a full `gc()`, and "
+                   "reserved) and the linear memory of every `WebAssembly.Memory` in it "
+                   "(`Runtime.queryObjects`), which the heap figures do not count. Never during the CPU "
+                   "rows: an attached inspector costs CPU. The `RSS MB` column above is the whole workerd "
+                   "process (runtime, compiled code, allocator caches), which keeps growing for tens of "
+                   "seconds under load in every worker.", "",
+                   report.markdown_table(memory, report.MEMORY_COLUMNS)]
         md += ["", "## Sizes", "", "| bundle | file | raw bytes | gzip -9 bytes |", "|---|---|---|---|"]
         for name, files in self.sizes.items():
             for fname, (raw, gz) in files.items():

@@ -128,19 +128,37 @@ def table_rows(results, per_row):
     return out
 
 
-def text_table(cells):
+MEMORY_COLUMNS = ["row", "V8 heap live MB", "V8 heap used MB (before GC)", "V8 heap reserved MB", "wasm memory MB",
+                  "live heap + wasm MB"]
+
+
+def memory_rows(results):
+    """The isolate memory table as lists of cells, for the rows the memory pass measured."""
+    out = []
+    for res in results:
+        if res.memory:
+            m = res.memory
+            out.append([res.row.label, f"{m['heap_live'] / 1e6:.1f}", f"{m['heap_used'] / 1e6:.1f}",
+                        f"{m['heap_total'] / 1e6:.1f}", f"{m['wasm_memory'] / 1e6:.1f}",
+                        f"{(m['heap_live'] + m['wasm_memory']) / 1e6:.1f}"])
+        elif res.memory_error:
+            out.append([res.row.label, "-", "-", "-", "-", f"NOT MEASURED: {res.memory_error.splitlines()[0][:90]}"])
+    return out
+
+
+def text_table(cells, columns=COLUMNS):
     """A plain-text table for the terminal."""
-    widths = [max(len(COLUMNS[i]), *(len(r[i]) for r in cells)) if cells else len(COLUMNS[i])
-              for i in range(len(COLUMNS))]
-    line = "  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths))
+    widths = [max(len(columns[i]), *(len(r[i]) for r in cells)) if cells else len(columns[i])
+              for i in range(len(columns))]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths))
     rows = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
     return "\n".join([line, "-" * len(line)] + rows)
 
 
-def markdown_table(cells):
+def markdown_table(cells, columns=COLUMNS):
     """The same table in Markdown."""
     esc = lambda s: s.replace("|", "\\|")
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in cells]
     return "\n".join(lines)
 

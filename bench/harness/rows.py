@@ -43,6 +43,15 @@ class Row:
                 or self.duties or self.vary)
 
     @property
+    def memory(self):
+        """Whether the isolate memory pass measures this row's worker: the pass-through, jose
+        and edge-auth with cold tokens asking Redis, and edge-auth's hot cached row."""
+        if self.reference:
+            return False
+        return (self.kind == "passthrough" or (self.kind == "jose" and self.mode == "revocation")
+                or (self.kind == "edge" and (self.tokens, self.mode) in (("cold", "revocation"), ("hot", "cache"))))
+
+    @property
     def jose_key(self):
         """The key of the jose row doing the same job (same algorithm, same revocation mode)."""
         return f"jose-{self.alg}" + ("-jwt" if self.mode == "jwt" else "")
@@ -74,6 +83,8 @@ class Result:
     token_pool: Optional[int] = None  # distinct tokens cycled through
     reused_fraction: float = 0.0  # share of requests that reused a token (cold rows)
     probes: dict = field(default_factory=dict)  # name -> (status, expected-ok)
+    memory: Optional[dict] = None  # isolate memory pass: heap_used, heap_total, wasm_memory (bytes)
+    memory_error: Optional[str] = None
 
     @property
     def ok(self):

@@ -35,15 +35,17 @@ def capnp_text(value):
     return "".join(out)
 
 
-def write_config(path, port, modules, bindings):
-    """Writes a workerd config serving `modules` [(name, kind, file)] on 127.0.0.1:`port`."""
+def write_config(path, port, modules, bindings, v8_flags=()):
+    """Writes a workerd config serving `modules` [(name, kind, file)] on 127.0.0.1:`port`, with
+    V8 command-line `v8_flags` if any."""
     mods = ",\n    ".join(f"(name = {capnp_text(n)}, {kind} = embed {capnp_text(f)})"
                           for n, kind, f in modules)
     binds = ",\n    ".join(f"(name = {capnp_text(k)}, text = {capnp_text(v)})"
                            for k, v in sorted(bindings.items()))
+    flags = f"v8Flags = [{', '.join(capnp_text(f) for f in v8_flags)}],\n  " if v8_flags else ""
     text = f"""using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
-  services = [(name = "main", worker = .w),
+  {flags}services = [(name = "main", worker = .w),
               (name = "net", network = (allow = ["public", "private", "local"]))],
   sockets = [(name = "http", address = "127.0.0.1:{port}", http = (), service = "main")]
 );
@@ -65,7 +67,9 @@ const w :Workerd.Worker = (
 class Workerd:
     """A running `workerd serve` for one row; `url` is where it listens."""
 
-    def __init__(self, binary, config_path, log_path, ready_timeout=30.0):
+    def __init__(self, binary, config_path, log_path, ready_timeout=30.0, inspector_port=None):
+        """With `inspector_port`, workerd also serves its DevTools inspector there (memory
+        pass only: an inspector makes the worker slower, so CPU rows never have one)."""
         self.port = None
         with open(config_path) as f:
             for line in f:
@@ -73,8 +77,10 @@ class Workerd:
                     self.port = int(line.split("127.0.0.1:")[1].split('"')[0])
         self.url = f"http://127.0.0.1:{self.port}"
         started = time.monotonic()
-        self.proc = procs.start([binary, "serve", os.path.basename(config_path)], log_path,
-                                cwd=os.path.dirname(config_path))
+        cmd = [binary, "serve", os.path.basename(config_path)]
+        if inspector_port:
+            cmd.append(f"--inspector-addr=127.0.0.1:{inspector_port}")
+        self.proc = procs.start(cmd, log_path, cwd=os.path.dirname(config_path))
         self.startup_seconds = self._wait_ready(started, ready_timeout)
 
     def _wait_ready(self, started, timeout):
