@@ -322,8 +322,11 @@ class Bench:
             load.run_wrk(self.wrk, self.lua, w.url, min(MEMORY_LOAD_S, self.args.duration), token_file, 0,
                          latency=False, vary=row.vary)
             node = shutil.which("node") or "node"
-            out = subprocess.run([node, "--experimental-websocket", os.path.join(BENCH, "harness", "isolate_memory.mjs"),
-                                  str(inspector)], capture_output=True, text=True, timeout=60)
+            # Node 20 and 21 have `WebSocket` only behind a flag; later versions have it by default.
+            major = cmd_version([node, "--version"]).lstrip("v").split(".")[0]
+            flags = ["--experimental-websocket"] if not major.isdigit() or int(major) < 22 else []
+            out = subprocess.run([node, *flags, os.path.join(BENCH, "harness", "isolate_memory.mjs"), str(inspector)],
+                                 capture_output=True, text=True, timeout=60)
             if out.returncode != 0:
                 raise RuntimeError((out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1])
             res.memory = json.loads(out.stdout.strip().splitlines()[-1])

@@ -1,5 +1,6 @@
 // The memory of one worker's isolate, read through workerd's inspector (DevTools protocol).
-//   node --experimental-websocket bench/harness/isolate_memory.mjs <inspector port> [service]
+//   node [--experimental-websocket] bench/harness/isolate_memory.mjs <inspector port> [service]
+// (the flag on Node 20 and 21, whose `WebSocket` is behind it)
 // Prints one JSON line, in bytes: "heap_used" and "heap_total", the V8 heap of the isolate as
 // `Runtime.getHeapUsage` reports it (used, garbage included, and reserved); "heap_live", used
 // after a full GC; "wasm_memory", the linear memory of every `WebAssembly.Memory` alive in the
