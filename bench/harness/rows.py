@@ -83,7 +83,7 @@ class Result:
     token_pool: Optional[int] = None  # distinct tokens cycled through
     reused_fraction: float = 0.0  # share of requests that reused a token (cold rows)
     probes: dict = field(default_factory=dict)  # name -> (status, expected-ok)
-    memory: Optional[dict] = None  # isolate memory pass: heap_used, heap_total, wasm_memory (bytes)
+    memory: Optional[dict] = None  # isolate memory pass (bytes): heap_used, heap_live, heap_total, wasm_memory
     memory_error: Optional[str] = None
 
     @property
