@@ -617,9 +617,12 @@ mod tests {
         let auth = format!("Bearer {}", token("JWT", "read"));
         let api = head("GET", "/api/orders", &[("authorization", &auth)]);
 
-        // JWT routes: the first request verifies the signature; the next comes from the cache.
+        // JWT routes: the first two requests verify the signature (the token cache stores a
+        // token the second time it verifies); the next comes from the cache.
         let gw = Gateway::from_vars(&vars(&[])).unwrap();
-        assert!(!decide(&gw, &api).replayable, "signature checked");
+        for i in 0..2 {
+            assert!(!decide(&gw, &api).replayable, "request {i}: signature checked");
+        }
         let d = decide(&gw, &api);
         assert_eq!(d.log.token_cache_hit, Some(true));
         assert!(d.replayable && !d.forgets_replays);
@@ -643,7 +646,10 @@ mod tests {
         let gw = Gateway::from_vars(&vars(&v)).unwrap();
         assert!(!decide_with(&gw, &api, &redis).replayable, "checked in Redis");
         let d = decide_with(&gw, &api, &redis);
-        assert_eq!(d.log.revocation, Some("cached"));
+        assert_eq!((d.log.revocation, d.log.token_cache_hit), (Some("cached"), Some(false)));
+        assert!(!d.replayable, "signature checked");
+        let d = decide_with(&gw, &api, &redis);
+        assert_eq!((d.log.revocation, d.log.token_cache_hit), (Some("cached"), Some(true)));
         assert!(d.replayable);
 
         // Fail-open: a request let through without an answer from Redis never is, even once the
@@ -665,7 +671,10 @@ mod tests {
         let seed = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, [7u8; 32]);
         let gw = Gateway::from_vars(&vars(&[("ASSERTION_KEY", &seed)])).unwrap();
         decide(&gw, &api);
-        assert!(!decide(&gw, &api).replayable, "assertion");
+        decide(&gw, &api);
+        let d = decide(&gw, &api);
+        assert_eq!(d.log.token_cache_hit, Some(true));
+        assert!(!d.replayable, "assertion");
     }
 
     #[test]

@@ -224,7 +224,7 @@ impl<S: JwksStore> Verifier<S> {
         let checked = Checked { issuer: idx, alg, kid: jws.header.kid.clone(), typ: jws.header.typ.clone(), claims };
         let out = self.finish(&checked, now, false)?;
         if let Some(exp) = out.exp {
-            self.tokens.insert(token, exp, now, Rc::new(checked));
+            self.tokens.offer(token, exp, now, Rc::new(checked));
         }
         Ok(out)
     }
@@ -464,6 +464,7 @@ mod tests {
         let http = FakeHttp::default();
         let t = sign(at(), claims("https://static.example"), Algorithm::HS256);
         assert!(!run(&v, &t, NOW, &http).unwrap().cache_hit);
+        assert!(!run(&v, &t, NOW, &http).unwrap().cache_hit, "stored the second time it verifies");
         assert!(run(&v, &t, NOW + 1, &http).unwrap().cache_hit);
         // The entry ends at exp: within the leeway the token is verified again, not served from cache.
         assert!(!run(&v, &t, NOW + 600, &http).unwrap().cache_hit);
