@@ -358,7 +358,7 @@ impl<S: JwksStore> Gateway<S> {
             kind: CredentialKind::Session,
             subject: session.subject.clone(),
             issuer: "session".to_string(),
-            claims,
+            claims: Rc::new(claims),
             scopes: session.roles.clone(),
             permissions: outcome.permissions,
             device: session.device.clone(),

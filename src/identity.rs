@@ -1,6 +1,8 @@
 //! Who the gateway decided the caller is: the result of verification (JWT or session) plus what
 //! the revocation store added. Route policy and forwarding read only this.
 
+use std::rc::Rc;
+
 use serde_json::{Map, Value};
 
 /// How the credential was checked against the revocation store.
@@ -47,8 +49,9 @@ pub struct Identity {
     pub subject: String,
     /// `iss` of the token; for sessions, the configured session issuer name.
     pub issuer: String,
-    /// The verified claims (for sessions, the session JSON's fields).
-    pub claims: Map<String, Value>,
+    /// The verified claims (for sessions, the session JSON's fields); shared with the
+    /// verified-token cache, never changed.
+    pub claims: Rc<Map<String, Value>>,
     /// Scopes/roles from the token (`scope`, `scp` or the configured claim).
     pub scopes: Vec<String>,
     /// Permissions from Redis (subject or session); they extend the token's scopes.

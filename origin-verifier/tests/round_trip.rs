@@ -25,7 +25,7 @@ fn identity() -> Identity {
         kind: CredentialKind::AccessToken,
         subject: "user-1".into(),
         issuer: "https://id.example".into(),
-        claims: serde_json::json!({"sub": "user-1", "iss": "https://id.example"}).as_object().unwrap().clone(),
+        claims: serde_json::json!({"sub": "user-1", "iss": "https://id.example"}).as_object().unwrap().clone().into(),
         scopes: vec!["orders:read".into()],
         permissions: vec!["orders:write".into()],
         device: None,

@@ -10,7 +10,7 @@ fn identity() -> Identity {
         kind: CredentialKind::Session,
         subject: "user-1".into(),
         issuer: "https://id.example".into(),
-        claims: json!({"sub": "user-1", "email": "a@example.com", "secret_claim": "x"}).as_object().unwrap().clone(),
+        claims: std::rc::Rc::new(json!({"sub": "user-1", "email": "a@example.com", "secret_claim": "x"}).as_object().unwrap().clone()),
         scopes: vec!["orders:read".into()],
         permissions: vec!["orders:write".into()],
         device: Some("d1".into()),

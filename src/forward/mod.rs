@@ -168,7 +168,7 @@ pub fn plan(
         set.push((cfg.scopes_header(), scopes_value(id)));
         set.push((cfg.revocation_header(), revocation_value(&id.revocation).to_string()));
         if cfg.forward_claims_header {
-            let json = serde_json::to_vec(&id.claims).unwrap_or_default();
+            let json = serde_json::to_vec(&*id.claims).unwrap_or_default();
             set.push((cfg.claims_header(), base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)));
         }
     }

@@ -37,7 +37,7 @@ fn identity() -> Identity {
         kind: CredentialKind::AccessToken,
         subject: "user-1".into(),
         issuer: "https://id.example".into(),
-        claims: claims.as_object().unwrap().clone(),
+        claims: std::rc::Rc::new(claims.as_object().unwrap().clone()),
         scopes: vec!["orders:read".into(), "bad scope".into()],
         permissions: vec!["orders:write".into(), "orders:read".into()],
         device: None,

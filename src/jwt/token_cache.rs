@@ -58,8 +58,7 @@ impl<T: Clone> TokenCache<T> {
         if self.capacity == 0 || now >= exp {
             return false;
         }
-        // Never 0, so that 0 can mark an empty slot.
-        let fingerprint = self.entries.borrow().hasher().hash_one(token) | 1;
+        let fingerprint = self.fingerprint(token);
         let mut seen = self.seen.borrow_mut();
         if seen.is_empty() {
             seen.resize(self.capacity.min(MAX_SEEN_SLOTS), 0);
@@ -74,6 +73,11 @@ impl<T: Clone> TokenCache<T> {
         drop(seen);
         self.insert(token, exp, now, value);
         true
+    }
+
+    /// The doorkeeper's fingerprint of `token`: never 0, so that 0 can mark an empty slot.
+    fn fingerprint(&self, token: &str) -> u64 {
+        self.entries.borrow().hasher().hash_one(token) | 1
     }
 
     /// Stores `value` for `token` until `exp`, without the doorkeeper. When full, expired
@@ -195,11 +199,15 @@ mod tests {
     #[test]
     fn a_token_is_stored_the_second_time_it_is_offered() {
         let c = TokenCache::new(4);
+        // Another token whose fingerprint takes another of the four slots (the hash is keyed
+        // at random per process).
+        let slot = |t: &str| c.fingerprint(t) % 4;
+        let b = (0..).map(|i| format!("b{i}")).find(|b| slot(b) != slot("a")).unwrap();
         assert!(!c.offer("a", 100, 0, 1), "first sighting: fingerprint only");
         assert_eq!((c.get("a", 1), c.len()), (None, 0));
-        assert!(!c.offer("b", 100, 0, 2));
+        assert!(!c.offer(&b, 100, 0, 2));
         assert!(c.offer("a", 100, 0, 1), "second sighting, with another token in between");
-        assert_eq!((c.get("a", 1), c.get("b", 1)), (Some(1), None));
+        assert_eq!((c.get("a", 1), c.get(&b, 1)), (Some(1), None));
         // A stream of one-off tokens leaves the stored one alone and stores nothing.
         for i in 0..100 {
             assert!(!c.offer(&format!("once-{i}"), 100, 0, 3));

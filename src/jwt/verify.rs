@@ -95,8 +95,8 @@ pub struct VerifiedToken {
     pub iat: Option<u64>,
     pub exp: Option<u64>,
     pub nbf: Option<u64>,
-    /// All claims of the payload.
-    pub claims: Map<String, Value>,
+    /// All claims of the payload (shared with the verified-token cache).
+    pub claims: Rc<Map<String, Value>>,
     /// From `SCOPE_CLAIM` if configured, else `scope` (space-separated) and `scp` (array or
     /// string); duplicates removed, order kept.
     pub scopes: Vec<String>,
@@ -122,7 +122,7 @@ struct Checked {
     alg: Algorithm,
     kid: Option<String>,
     typ: Option<String>,
-    claims: Map<String, Value>,
+    claims: Rc<Map<String, Value>>,
 }
 
 /// Per-isolate verifier state: configuration, JWKS caches, verified-token cache. Single-threaded
@@ -221,7 +221,7 @@ impl<S: JwksStore> Verifier<S> {
         if !verified {
             return Err(Reason::BadSignature.into());
         }
-        let checked = Checked { issuer: idx, alg, kid: jws.header.kid.clone(), typ: jws.header.typ.clone(), claims };
+        let checked = Checked { issuer: idx, alg, kid: jws.header.kid.clone(), typ: jws.header.typ.clone(), claims: Rc::new(claims) };
         let out = self.finish(&checked, now, false)?;
         if let Some(exp) = out.exp {
             self.tokens.offer(token, exp, now, Rc::new(checked));
