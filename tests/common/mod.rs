@@ -151,7 +151,7 @@ pub fn body_of(len: usize, seed: u32) -> Vec<u8> {
 
 /// Lower-case hex SHA-256 of `data`.
 pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(data))
 }
 
 /// The launcher executable.
