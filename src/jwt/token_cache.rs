@@ -58,15 +58,17 @@ impl<T: Clone> TokenCache<T> {
         if self.capacity == 0 || now >= exp {
             return false;
         }
-        let fingerprint = self.fingerprint(token);
+        let hash = self.fingerprint(token);
         let mut seen = self.seen.borrow_mut();
         if seen.is_empty() {
             seen.resize(self.capacity.min(MAX_SEEN_SLOTS), 0);
         }
-        // The low bits pick the slot (`fingerprint` is a u64; the slot count fits in usize).
-        let slot = (fingerprint % seen.len() as u64) as usize;
-        if seen[slot] != fingerprint {
-            seen[slot] = fingerprint;
+        // The slot comes from the whole hash (the remainder is below the slot count, a usize);
+        // the mark kept in it is never 0, so that 0 can mark an empty slot.
+        let slot = (hash % seen.len() as u64) as usize;
+        let mark = hash | 1;
+        if seen[slot] != mark {
+            seen[slot] = mark;
             return false;
         }
         seen[slot] = 0;
@@ -75,9 +77,9 @@ impl<T: Clone> TokenCache<T> {
         true
     }
 
-    /// The doorkeeper's fingerprint of `token`: never 0, so that 0 can mark an empty slot.
+    /// The doorkeeper's 64-bit hash of `token` (keyed like the cache's own map).
     fn fingerprint(&self, token: &str) -> u64 {
-        self.entries.borrow().hasher().hash_one(token) | 1
+        self.entries.borrow().hasher().hash_one(token)
     }
 
     /// Stores `value` for `token` until `exp`, without the doorkeeper. When full, expired
@@ -227,6 +229,15 @@ mod tests {
         let big = TokenCache::new(usize::MAX);
         assert!(!big.offer("a", 100, 0, 1) && big.offer("a", 100, 0, 1));
         assert_eq!(big.seen.borrow().len(), MAX_SEEN_SLOTS);
+        // Every slot is in use, odd and even: a thousand one-off tokens in 1024 slots leave
+        // marks in both halves.
+        let c = TokenCache::new(1024);
+        for i in 0..1000 {
+            c.offer(&format!("once-{i}"), 100, 0, 0);
+        }
+        let used: Vec<usize> = c.seen.borrow().iter().enumerate().filter(|(_, m)| **m != 0).map(|(i, _)| i).collect();
+        assert!(used.iter().any(|i| i % 2 == 0) && used.iter().any(|i| i % 2 == 1), "{} slots used", used.len());
+        assert!(used.len() > 512, "{} slots used", used.len());
     }
 
     /// Stores through the doorkeeper: the first offer keeps the fingerprint, the second stores.
