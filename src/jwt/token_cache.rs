@@ -7,7 +7,9 @@
 //! TinyLFU): the first time only a 64-bit fingerprint is kept. Tokens seen once — every token
 //! of a client that sends one request per token, or a flood of fresh tokens — then neither
 //! push reused tokens out nor fill the isolate's memory with entries nobody asks for again; a
-//! reused token pays one more signature check per isolate.
+//! reused token pays one more signature check per isolate (more only when, between its first
+//! two verifications, another new token's fingerprint took its slot: one slot per entry, at
+//! most 4096).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
