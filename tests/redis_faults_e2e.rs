@@ -46,6 +46,8 @@ struct Guarded {
     stdin: Option<ChildStdin>,
     pid: u32,
     lines: mpsc::Receiver<String>,
+    /// Lines the program printed before the wrapper printed its pid (both share the pipe).
+    early: std::collections::VecDeque<String>,
 }
 
 impl Guarded {
@@ -54,7 +56,7 @@ impl Guarded {
         let mut wrapper = Command::new("sh")
             .arg("-c")
             // Background jobs of a non-interactive shell read /dev/null; `cat` reads our pipe.
-            .arg(r#""$@" & child=$!; echo "$child"; cat >/dev/null; kill -TERM "$child" 2>/dev/null; wait "$child""#)
+            .arg(r#""$@" & child=$!; echo "guarded-pid $child"; cat >/dev/null; kill -TERM "$child" 2>/dev/null; wait "$child""#)
             .arg("sh")
             .arg(program)
             .args(args)
@@ -74,12 +76,24 @@ impl Guarded {
                 }
             }
         });
-        let pid = lines
-            .recv_timeout(Duration::from_secs(10))
-            .ok()
-            .and_then(|l| l.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{} did not start", program.display()));
-        Guarded { wrapper, stdin, pid, lines }
+        // The program may print before the wrapper does: its lines are kept for `next_line`.
+        let mut early = std::collections::VecDeque::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let pid = loop {
+            let line = lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("{} did not start", program.display()));
+            match line.strip_prefix("guarded-pid ").and_then(|p| p.trim().parse().ok()) {
+                Some(pid) => break pid,
+                None => early.push_back(line),
+            }
+        };
+        Guarded { wrapper, stdin, pid, lines, early }
+    }
+
+    /// The program's next line on stdout, waiting up to `timeout`.
+    fn next_line(&mut self, timeout: Duration) -> Option<String> {
+        self.early.pop_front().or_else(|| self.lines.recv_timeout(timeout).ok())
     }
 
     /// Kills the process at once (SIGKILL, as when it crashes) and reaps the wrapper.
@@ -134,8 +148,8 @@ impl Backend {
         assert!(upstash_bin.is_file(), "{} missing: cargo build --workspace --bins", upstash_bin.display());
         let args = ["--listen", "127.0.0.1:0", "--redis-url", &format!("redis://127.0.0.1:{redis_port}"), "--admin"];
         // The token through the environment (argv is visible to every user), like the launcher.
-        let upstash = Guarded::spawn(&upstash_bin, &args.map(String::from), &[("UPSTASH_REST_TOKEN", &token)], &dir.join("upstash.log"));
-        let line = upstash.lines.recv_timeout(Duration::from_secs(15)).unwrap_or_else(|_| {
+        let mut upstash = Guarded::spawn(&upstash_bin, &args.map(String::from), &[("UPSTASH_REST_TOKEN", &token)], &dir.join("upstash.log"));
+        let line = upstash.next_line(Duration::from_secs(15)).unwrap_or_else(|| {
             panic!("upstash-rest-server printed no LISTENING line: {}", std::fs::read_to_string(dir.join("upstash.log")).unwrap_or_default())
         });
         let url = line.strip_prefix("LISTENING ").unwrap_or_else(|| panic!("unexpected line {line:?}")).trim_end_matches('/').to_string();
