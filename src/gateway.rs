@@ -77,7 +77,7 @@ pub struct Decision {
     pub log: RequestLog,
     pub background: Background,
     /// Whether the same decision may be reused, within the same second `now`, for a request
-    /// whose head is byte-for-byte the same (see [`Decision::replayable`]).
+    /// whose head is byte-for-byte the same (see [`Decision::can_replay`]).
     pub replayable: bool,
     /// Whether this request changed per-isolate state that other requests' decisions read (a
     /// logout forgets cached revocation answers): decisions kept for reuse must be dropped.
@@ -94,7 +94,7 @@ impl Decision {
     /// second every cache entry it read stays valid (each is valid for whole seconds), so
     /// deciding again for the same head would give the same plan with another request id,
     /// unless a logout through this isolate forgets entries ([`Decision::forgets_replays`]).
-    fn replayable(&self, sent: u32, assertion: bool) -> bool {
+    fn can_replay(&self, sent: u32, assertion: bool) -> bool {
         matches!(self.outcome, Outcome::Forward(_))
             && sent == 0
             && !assertion
@@ -243,7 +243,7 @@ impl<S: JwksStore> Gateway<S> {
         background.jwks.extend(self.jwt.take_background_refreshes());
         let forgets_replays = self.is_logout(req.head);
         let mut decision = Decision { outcome, log, background, replayable: false, forgets_replays };
-        decision.replayable = decision.replayable(counting.sent.get(), self.assertion.is_some());
+        decision.replayable = decision.can_replay(counting.sent.get(), self.assertion.is_some());
         decision
     }
 
