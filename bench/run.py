@@ -13,6 +13,7 @@ This file only uses the standard library until it has re-executed itself inside 
 
 import argparse
 import datetime
+import functools
 import hashlib
 import json
 import math
@@ -96,6 +97,15 @@ def keep_log_tail(log):
             f.write(tail + "\n")
     except OSError:
         pass
+
+
+@functools.cache
+def node_with_websocket():
+    """The Node command line that has `WebSocket` (for the inspector), looked up once: Node 20
+    and 21 have it only behind a flag; later versions have it by default."""
+    node = shutil.which("node") or "node"
+    major = cmd_version([node, "--version"]).lstrip("v").split(".")[0]
+    return (node, "--experimental-websocket") if not major.isdigit() or int(major) < 22 else (node,)
 
 
 def cmd_version(cmd):
@@ -321,11 +331,7 @@ class Bench:
             load.run_wrk(self.wrk, self.lua, w.url, self.args.warmup, warm_file, latency=False, vary=row.vary)
             load.run_wrk(self.wrk, self.lua, w.url, min(MEMORY_LOAD_S, self.args.duration), token_file, 0,
                          latency=False, vary=row.vary)
-            node = shutil.which("node") or "node"
-            # Node 20 and 21 have `WebSocket` only behind a flag; later versions have it by default.
-            major = cmd_version([node, "--version"]).lstrip("v").split(".")[0]
-            flags = ["--experimental-websocket"] if not major.isdigit() or int(major) < 22 else []
-            out = subprocess.run([node, *flags, os.path.join(BENCH, "harness", "isolate_memory.mjs"), str(inspector)],
+            out = subprocess.run([*node_with_websocket(), os.path.join(BENCH, "harness", "isolate_memory.mjs"), str(inspector)],
                                  capture_output=True, text=True, timeout=60)
             if out.returncode != 0:
                 raise RuntimeError((out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1])
